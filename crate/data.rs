@@ -19,7 +19,9 @@ pub enum DataError {
         expected: usize,
         actual: usize,
     },
-    #[error("{file} is not an MNIST {kind} file: magic number 0x{found:08x}, expected 0x{expected:08x}")]
+    #[error(
+        "{file} is not an MNIST {kind} file: magic number 0x{found:08x}, expected 0x{expected:08x}"
+    )]
     WrongMagic {
         file: String,
         kind: &'static str,
@@ -119,7 +121,7 @@ fn payload<'a>(
     Ok((count, &bytes[header_len..expected]))
 }
 
-fn parse_images(file: NamedBytes) -> Result<(usize, &[u8]), DataError> {
+fn parse_images(file: NamedBytes<'_>) -> Result<(usize, &[u8]), DataError> {
     payload(file, "images", IMAGES_MAGIC, 16, |bytes| {
         let (rows, cols) = (read_u32(bytes, 8), read_u32(bytes, 12));
         if (rows as usize, cols as usize) != (IMAGE_SIDE, IMAGE_SIDE) {
@@ -133,7 +135,7 @@ fn parse_images(file: NamedBytes) -> Result<(usize, &[u8]), DataError> {
     })
 }
 
-fn parse_labels(file: NamedBytes) -> Result<&[u8], DataError> {
+fn parse_labels(file: NamedBytes<'_>) -> Result<&[u8], DataError> {
     let (_, labels) = payload(file, "labels", LABELS_MAGIC, 8, |_| Ok(1))?;
     match labels.iter().position(|&l| l as usize >= CLASSES) {
         Some(index) => Err(DataError::BadLabel {
@@ -294,7 +296,7 @@ pub(crate) mod tests {
         bytes
     }
 
-    fn named(name: &'static str, bytes: &[u8]) -> NamedBytes<'_> {
+    fn named<'a>(name: &'static str, bytes: &'a [u8]) -> NamedBytes<'a> {
         NamedBytes { name, bytes }
     }
 
@@ -344,7 +346,10 @@ pub(crate) mod tests {
     #[test]
     fn rejects_wrong_magic_for_swapped_files() {
         let err = parse(&idx_labels(&[1]), &idx_images(1, 28, 28, 0)).unwrap_err();
-        assert!(matches!(err, DataError::WrongMagic { found: 0x801, .. }), "{err}");
+        assert!(
+            matches!(err, DataError::WrongMagic { found: 0x801, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("not an MNIST images file"));
     }
 

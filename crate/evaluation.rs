@@ -32,7 +32,11 @@ impl Evaluation {
 }
 
 /// Mean cross-entropy and predicted classes of `model` (an inference model) over `data`.
-pub async fn evaluate(model: &Cnn, data: &Mnist, device: &Device) -> Result<Evaluation, TrainError> {
+pub async fn evaluate(
+    model: &Cnn,
+    data: &Mnist,
+    device: &Device,
+) -> Result<Evaluation, TrainError> {
     let mut loss_sum = 0.0f64;
     let mut predictions = Vec::with_capacity(data.len());
     let indices: Vec<usize> = (0..data.len()).collect();
@@ -41,17 +45,19 @@ pub async fn evaluate(model: &Cnn, data: &Mnist, device: &Device) -> Result<Eval
             TensorData::new(data.batch_pixels(chunk), [chunk.len(), PIXELS]),
             device,
         );
-        let targets =
-            Tensor::<1, Int>::from_data(TensorData::new(data.batch_labels(chunk), [chunk.len()]), device);
+        let targets = Tensor::<1, Int>::from_data(
+            TensorData::new(data.batch_labels(chunk), [chunk.len()]),
+            device,
+        );
         let logits = model.forward(images);
         let loss = CrossEntropyLoss::new(None, device).forward(logits.clone(), targets);
         let predicted = logits.argmax(1).flatten::<1>(0, 1);
         let [loss, predicted] = read_pair(loss, predicted).await?;
-        loss_sum += f64::from(loss.to_vec::<f32>().map_err(TrainError::read)?[0]) * chunk.len() as f64;
+        loss_sum += f64::from(loss.try_to_vec_as::<f32>().map_err(TrainError::read)?[0])
+            * chunk.len() as f64;
         predictions.extend(
             predicted
-                .convert::<i64>()
-                .to_vec::<i64>()
+                .try_to_vec_as::<i64>()
                 .map_err(TrainError::read)?
                 .into_iter()
                 .map(|p| p as u8),
@@ -70,8 +76,9 @@ async fn read_pair(a: Tensor<1>, b: Tensor<1, Int>) -> Result<[TensorData; 2], T
         .execute_async()
         .await
         .map_err(TrainError::read)?;
-    data.try_into()
-        .map_err(|_| TrainError::Device("a transaction returned the wrong number of tensors".into()))
+    data.try_into().map_err(|_| {
+        TrainError::Device("a transaction returned the wrong number of tensors".into())
+    })
 }
 
 /// A test image the network got wrong, for the gallery.
@@ -106,7 +113,8 @@ pub async fn metrics(
 ) -> Result<Metrics, TrainError> {
     let on_train = evaluate(model, train_file, device).await?;
     let on_test = evaluate(model, test, device).await?;
-    let train_confusion = ConfusionMatrix::from_predictions(train_file.labels(), &on_train.predictions);
+    let train_confusion =
+        ConfusionMatrix::from_predictions(train_file.labels(), &on_train.predictions);
     let test_confusion = ConfusionMatrix::from_predictions(test.labels(), &on_test.predictions);
     let misclassified = test
         .labels()

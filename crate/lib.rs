@@ -6,6 +6,7 @@
 //! wasm-bindgen layer.
 
 pub mod backend;
+pub mod bench;
 pub mod clock;
 pub mod data;
 pub mod evaluation;

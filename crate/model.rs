@@ -101,7 +101,11 @@ impl Cnn {
             row("conv2d (3x3x8, relu)", "26x26x8", self.conv1.num_params()),
             row("conv2d_1 (3x3x8, relu)", "24x24x8", self.conv2.num_params()),
             row("max_pooling2d (2x2)", "12x12x8", 0),
-            row("conv2d_2 (3x3x16, relu)", "10x10x16", self.conv3.num_params()),
+            row(
+                "conv2d_2 (3x3x16, relu)",
+                "10x10x16",
+                self.conv3.num_params(),
+            ),
             row("conv2d_3 (3x3x16, relu)", "8x8x16", self.conv4.num_params()),
             row("max_pooling2d_1 (2x2)", "4x4x16", 0),
             row("flatten", "256", 0),
@@ -134,11 +138,25 @@ mod tests {
         let device = Device::flex();
         device.seed(7);
         let model = Cnn::new(&device);
-        let bias: Vec<f32> = model.conv2.bias.as_ref().unwrap().val().into_data().to_vec().unwrap();
+        let bias: Vec<f32> = model
+            .conv2
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .try_to_vec_as()
+            .unwrap();
         assert!(bias.iter().all(|&b| b == 0.0));
         // Glorot limit for conv2: sqrt(6 / (8*9 + 8*9)).
         let limit = (6.0f32 / 144.0).sqrt();
-        let kernel: Vec<f32> = model.conv2.weight.val().into_data().to_vec().unwrap();
+        let kernel: Vec<f32> = model
+            .conv2
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec_as()
+            .unwrap();
         assert!(kernel.iter().all(|w| w.abs() <= limit));
         assert!(kernel.iter().any(|w| w.abs() > limit / 2.0));
     }
@@ -148,7 +166,11 @@ mod tests {
         let device = Device::flex();
         let model = Cnn::new(&device);
         let images = Tensor::<2>::ones([3, PIXELS], &device) * 0.5;
-        let probs: Vec<f32> = model.probabilities(images).into_data().to_vec().unwrap();
+        let probs: Vec<f32> = model
+            .probabilities(images)
+            .into_data()
+            .try_to_vec_as()
+            .unwrap();
         assert_eq!(probs.len(), 3 * CLASSES);
         for row in probs.chunks(CLASSES) {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);

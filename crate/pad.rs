@@ -120,7 +120,12 @@ mod tests {
         vec![0.0; side * side]
     }
 
-    fn stroke(ink: &mut [f32], side: usize, xs: std::ops::Range<usize>, ys: std::ops::Range<usize>) {
+    fn stroke(
+        ink: &mut [f32],
+        side: usize,
+        xs: std::ops::Range<usize>,
+        ys: std::ops::Range<usize>,
+    ) {
         for y in ys {
             for x in xs.clone() {
                 ink[y * side + x] = 1.0;
@@ -157,7 +162,10 @@ mod tests {
         assert_eq!(h, 20);
         assert_eq!(w, 4, "aspect ratio 40:200 kept");
         let (cx, cy) = centre_of_mass(&out);
-        assert!((cx - 14.0).abs() <= 0.5 && (cy - 14.0).abs() <= 0.5, "{cx} {cy}");
+        assert!(
+            (cx - 14.0).abs() <= 0.5 && (cy - 14.0).abs() <= 0.5,
+            "{cx} {cy}"
+        );
         assert!(out.iter().all(|&v| (0.0..=1.0).contains(&v)));
     }
 
@@ -184,7 +192,9 @@ mod tests {
         let (cx, cy) = centre_of_mass(&out);
         assert!((cx - 14.0).abs() <= 0.5 && (cy - 14.0).abs() <= 0.5);
         // The box is 20 wide but is not at columns 4..24 since the mass sits left.
-        let first_col = (0..IMAGE_SIDE).find(|&x| out[10 * IMAGE_SIDE + x] > 0.0).unwrap();
+        let first_col = (0..IMAGE_SIDE)
+            .find(|&x| out[10 * IMAGE_SIDE + x] > 0.0)
+            .unwrap();
         assert!(first_col > 4, "shifted right by mass: {first_col}");
     }
 

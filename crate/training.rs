@@ -77,7 +77,8 @@ impl TrainConfig {
         if self.batch_size == 0 || self.batch_size > 4096 {
             return bad("batch size must be between 1 and 4096");
         }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate < 1.0) {
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate < 1.0)
+        {
             return bad("learning rate must be a number between 0 and 1");
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
@@ -153,7 +154,9 @@ pub enum Event {
     Batch(BatchProgress),
     Epoch(EpochRecord),
     /// Training is over: the epoch budget is spent or validation loss stopped improving.
-    Done { early_stopped: bool },
+    Done {
+        early_stopped: bool,
+    },
 }
 
 /// Deterministic shuffling without pulling a RNG crate into the wasm build.
@@ -211,7 +214,7 @@ pub struct Trainer {
 impl Trainer {
     /// A trainer on `device` (a plain device; autodiff is added here). `resume` continues from a
     /// checkpoint, for example after WebGPU failed and training moved to the CPU.
-    pub async fn new(
+    pub fn new(
         config: TrainConfig,
         train_file: &Mnist,
         compute: &ComputeDevice,
@@ -239,7 +242,11 @@ impl Trainer {
         Ok(Self {
             rng: SplitMix64(config.seed ^ epochs_done.wrapping_mul(0x2545_f491_4f6c_dd1d)),
             // A CPU read is free; a GPU read stalls the queue, so read a GPU every few batches.
-            read_every: if compute.backend == Backend::Cpu { 1 } else { 8 },
+            read_every: if compute.backend == Backend::Cpu {
+                1
+            } else {
+                8
+            },
             order: (0..train.len()).collect(),
             cursor: train.len(),
             device,
@@ -252,9 +259,9 @@ impl Trainer {
             correct: None,
             last_read: None,
             epoch_start: 0.0,
-            done: resume
-                .as_ref()
-                .is_some_and(|c| c.epochs_done() >= config.epochs || c.stopped_early(config.patience)),
+            done: resume.as_ref().is_some_and(|c| {
+                c.epochs_done() >= config.epochs || c.stopped_early(config.patience)
+            }),
             checkpoint: resume,
             config,
         })
@@ -326,9 +333,16 @@ impl Trainer {
         self.cursor = end;
 
         let logits = self.model.forward(images);
-        let loss = CrossEntropyLoss::new(None, &self.device).forward(logits.clone(), targets.clone());
+        let loss =
+            CrossEntropyLoss::new(None, &self.device).forward(logits.clone(), targets.clone());
         let batch_loss = loss.clone().inner() * indices.len() as f32;
-        let batch_correct = logits.inner().argmax(1).flatten::<1>(0, 1).equal(targets.inner()).int().sum();
+        let batch_correct = logits
+            .inner()
+            .argmax(1)
+            .flatten::<1>(0, 1)
+            .equal(targets.inner())
+            .int()
+            .sum();
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self
             .optimizer
@@ -375,8 +389,11 @@ impl Trainer {
             .execute_async()
             .await
             .map_err(TrainError::read)?;
-        let loss = data[0].to_vec::<f32>().map_err(TrainError::read)?[0] as f64;
-        let correct = data[1].clone().convert::<i64>().to_vec::<i64>().map_err(TrainError::read)?[0];
+        let loss = data[0].try_to_vec_as::<f32>().map_err(TrainError::read)?[0] as f64;
+        let correct = data[1]
+            .clone()
+            .try_to_vec_as::<i64>()
+            .map_err(TrainError::read)?[0];
         let seen = self.cursor as f64;
         if !loss.is_finite() {
             return Err(TrainError::Device(
@@ -446,7 +463,10 @@ mod tests {
     fn the_defaults_are_the_reports_recipe() {
         let c = TrainConfig::default();
         assert_eq!((c.epochs, c.batch_size, c.patience), (150, 128, 5));
-        assert_eq!((c.learning_rate, c.epsilon, c.validation_split), (1e-3, 1e-7, 0.2));
+        assert_eq!(
+            (c.learning_rate, c.epsilon, c.validation_split),
+            (1e-3, 1e-7, 0.2)
+        );
         assert!(c.validate().is_ok());
         let bad = TrainConfig {
             learning_rate: f64::NAN,

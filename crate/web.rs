@@ -100,8 +100,11 @@ impl Mnist7k {
             named(TRAIN_LABELS, train_labels),
         )
         .map_err(js_error)?;
-        let test = Mnist::from_idx(named(TEST_IMAGES, test_images), named(TEST_LABELS, test_labels))
-            .map_err(js_error)?;
+        let test = Mnist::from_idx(
+            named(TEST_IMAGES, test_images),
+            named(TEST_LABELS, test_labels),
+        )
+        .map_err(js_error)?;
         let summary = DataSummary {
             train: train_file.len(),
             test: test.len(),
@@ -116,7 +119,7 @@ impl Mnist7k {
     pub async fn use_backend(&self, name: String) -> Result<String, JsError> {
         let compute = match name.as_str() {
             "cpu" => ComputeDevice::cpu(),
-            "webgpu" => ComputeDevice::gpu().await.map_err(JsError::new)?,
+            "webgpu" => ComputeDevice::gpu().await.map_err(|e| JsError::new(&e))?,
             other => return Err(JsError::new(&format!("unknown backend {other:?}"))),
         };
         let label = compute.label();
@@ -146,9 +149,8 @@ impl Mnist7k {
         if let Some(checkpoint) = &resume {
             self.set_predictor(&checkpoint.weights)?;
         }
-        let mut trainer = Trainer::new(config, &data.train_file, &compute, resume)
-            .await
-            .map_err(js_error)?;
+        let mut trainer =
+            Trainer::new(config, &data.train_file, &compute, resume).map_err(js_error)?;
         let mut batches = 0usize;
         loop {
             let event = trainer.step().await.map_err(js_error)?;
@@ -196,11 +198,10 @@ impl Mnist7k {
         if !pixels.iter().all(|p| p.is_finite()) {
             return Err(JsError::new("predict needs finite pixel values"));
         }
-        let model = self
-            .predictor
-            .borrow()
-            .clone()
-            .ok_or_else(|| JsError::new("no trained weights yet: train or load weights first"))?;
+        let model =
+            self.predictor.borrow().clone().ok_or_else(|| {
+                JsError::new("no trained weights yet: train or load weights first")
+            })?;
         let device = Device::flex();
         let input = Tensor::<2>::from_data(TensorData::new(pixels, [1, PIXELS]), &device);
         let data = model
@@ -208,12 +209,18 @@ impl Mnist7k {
             .into_data_async()
             .await
             .map_err(|e| JsError::new(&format!("prediction failed: {e:?}")))?;
-        data.to_vec::<f32>().map_err(|e| JsError::new(&format!("{e:?}")))
+        data.try_to_vec_as::<f32>()
+            .map_err(|e| JsError::new(&format!("{e:?}")))
     }
 
     /// MNIST-style preprocessing of a drawing (`width*height` ink values in [0, 1]); `undefined`
     /// when nothing is drawn.
-    pub fn preprocess(&self, ink: &[f32], width: usize, height: usize) -> Result<Option<Vec<f32>>, JsError> {
+    pub fn preprocess(
+        &self,
+        ink: &[f32],
+        width: usize,
+        height: usize,
+    ) -> Result<Option<Vec<f32>>, JsError> {
         pad::preprocess(ink, width, height).map_err(js_error)
     }
 
@@ -303,7 +310,12 @@ impl Mnist7k {
         Ok(())
     }
 
-    async fn finish(&self, trainer: &Trainer, stopped: bool, early_stopped: bool) -> Result<JsValue, JsError> {
+    async fn finish(
+        &self,
+        trainer: &Trainer,
+        stopped: bool,
+        early_stopped: bool,
+    ) -> Result<JsValue, JsError> {
         let partial = if stopped {
             let weights = ModelWeights::read(&trainer.inference_model())
                 .await

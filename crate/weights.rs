@@ -95,7 +95,7 @@ impl ModelWeights {
             .zip(LAYOUT)
             .map(|(data, (name, shape))| {
                 let values = data
-                    .to_vec::<f32>()
+                    .try_to_vec_as::<f32>()
                     .map_err(|e| WeightsError::DeviceRead(format!("{e:?}")))?;
                 Ok(Tensor32 {
                     name: name.to_string(),
@@ -194,7 +194,11 @@ mod tests {
         let model = Cnn::new(&device);
         let weights = read(&model);
         assert_eq!(
-            weights.tensors.iter().map(|t| t.values.len()).sum::<usize>(),
+            weights
+                .tensors
+                .iter()
+                .map(|t| t.values.len())
+                .sum::<usize>(),
             crate::model::PARAMETERS
         );
         let loaded = ModelWeights::from_json(&weights.to_json())
@@ -202,8 +206,12 @@ mod tests {
             .to_model(&device)
             .unwrap();
         let input = Tensor::<2>::random([4, PIXELS], burn::tensor::Distribution::Default, &device);
-        let a: Vec<f32> = model.forward(input.clone()).into_data().to_vec().unwrap();
-        let b: Vec<f32> = loaded.forward(input).into_data().to_vec().unwrap();
+        let a: Vec<f32> = model
+            .forward(input.clone())
+            .into_data()
+            .try_to_vec_as()
+            .unwrap();
+        let b: Vec<f32> = loaded.forward(input).into_data().try_to_vec_as().unwrap();
         assert_eq!(a, b);
     }
 
@@ -222,9 +230,15 @@ mod tests {
         ));
         let mut nan = weights.clone();
         nan.tensors[0].values[0] = f32::NAN;
-        assert!(matches!(nan.validate(), Err(WeightsError::NotFinite { .. })));
+        assert!(matches!(
+            nan.validate(),
+            Err(WeightsError::NotFinite { .. })
+        ));
         let mut short = weights;
         short.tensors.pop();
-        assert!(matches!(short.validate(), Err(WeightsError::Count { found: 9, .. })));
+        assert!(matches!(
+            short.validate(),
+            Err(WeightsError::Count { found: 9, .. })
+        ));
     }
 }

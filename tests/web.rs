@@ -9,8 +9,8 @@ use mnist7k::data::{Mnist, NamedBytes};
 use mnist7k::evaluation::evaluate;
 use mnist7k::model::{Cnn, PIXELS};
 use mnist7k::training::{Event, TrainConfig, Trainer};
-use mnist7k::weights::ModelWeights;
 use mnist7k::web::Mnist7k;
+use mnist7k::weights::ModelWeights;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
 
@@ -23,8 +23,14 @@ static TEST_LABELS: &[u8] = include_bytes!("../data/t10k-labels-idx1-ubyte.gz");
 
 fn set(images: &'static [u8], labels: &'static [u8]) -> Mnist {
     Mnist::from_idx(
-        NamedBytes { name: "images", bytes: images },
-        NamedBytes { name: "labels", bytes: labels },
+        NamedBytes {
+            name: "images",
+            bytes: images,
+        },
+        NamedBytes {
+            name: "labels",
+            bytes: labels,
+        },
     )
     .expect("the set-up's MNIST files parse")
 }
@@ -34,8 +40,13 @@ fn log(message: &str) {
 }
 
 /// Trains `batches` batches and returns the running mean loss after the first and the last.
-async fn train_steps(compute: &ComputeDevice, config: TrainConfig, data: &Mnist, batches: usize) -> (f64, f64) {
-    let mut trainer = Trainer::new(config, data, compute, None).await.unwrap();
+async fn train_steps(
+    compute: &ComputeDevice,
+    config: TrainConfig,
+    data: &Mnist,
+    batches: usize,
+) -> (f64, f64) {
+    let mut trainer = Trainer::new(config, data, compute, None).unwrap();
     let mut losses = Vec::new();
     while losses.len() < batches {
         match trainer.step().await.unwrap() {
@@ -61,8 +72,14 @@ fn compressed_data_decodes_to_the_full_data_set() {
     let train = set(TRAIN_IMAGES, TRAIN_LABELS);
     let test = set(TEST_IMAGES, TEST_LABELS);
     assert_eq!((train.len(), test.len()), (60_000, 10_000));
-    assert_eq!(train.class_counts(), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
-    assert_eq!(test.class_counts(), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
+    assert_eq!(
+        train.class_counts(),
+        [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    );
+    assert_eq!(
+        test.class_counts(),
+        [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    );
 }
 
 #[wasm_bindgen_test]
@@ -75,7 +92,10 @@ async fn cpu_training_steps_lower_the_loss() {
     let (first, last) = train_steps(&ComputeDevice::cpu(), config, &data, 25).await;
     log(&format!("cpu: running loss {first:.3} -> {last:.3}"));
     assert!(first > 1.5, "an untrained net starts near ln(10): {first}");
-    assert!(last < first - 0.5, "25 Adam steps should cut the loss: {first} -> {last}");
+    assert!(
+        last < first - 0.5,
+        "25 Adam steps should cut the loss: {first} -> {last}"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -94,10 +114,26 @@ async fn webgpu_adapter_trains_and_matches_the_cpu_forward_pass() {
         let input = Tensor::<2>::from_data(TensorData::new(images.clone(), [16, PIXELS]), &device);
         model.probabilities(input)
     };
-    let on_cpu: Vec<f32> = forward(cpu).into_data_async().await.unwrap().to_vec().unwrap();
-    let on_gpu: Vec<f32> = forward(compute.device.clone()).into_data_async().await.unwrap().to_vec().unwrap();
-    let worst = on_cpu.iter().zip(&on_gpu).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    log(&format!("webgpu vs cpu: largest probability difference {worst:e}"));
+    let on_cpu: Vec<f32> = forward(cpu)
+        .into_data_async()
+        .await
+        .unwrap()
+        .try_to_vec_as()
+        .unwrap();
+    let on_gpu: Vec<f32> = forward(compute.device.clone())
+        .into_data_async()
+        .await
+        .unwrap()
+        .try_to_vec_as()
+        .unwrap();
+    let worst = on_cpu
+        .iter()
+        .zip(&on_gpu)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    log(&format!(
+        "webgpu vs cpu: largest probability difference {worst:e}"
+    ));
     assert!(worst < 1e-4, "backends disagree by {worst}");
 
     // A few small training steps run on the adapter and learn.
@@ -107,8 +143,13 @@ async fn webgpu_adapter_trains_and_matches_the_cpu_forward_pass() {
         ..TrainConfig::default()
     };
     let (first, last) = train_steps(&compute, config, &data, 2).await;
-    log(&format!("webgpu: running loss {first:.3} -> {last:.3} over 16 steps"));
-    assert!(last.is_finite() && last < first, "WebGPU steps should lower the loss: {first} -> {last}");
+    log(&format!(
+        "webgpu: running loss {first:.3} -> {last:.3} over 16 steps"
+    ));
+    assert!(
+        last.is_finite() && last < first,
+        "WebGPU steps should lower the loss: {first} -> {last}"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -117,11 +158,22 @@ async fn predict_rejects_wrong_input_with_an_error() {
         js_sys::Error::from(JsValue::from(error)).message().into()
     };
     let app = Mnist7k::new();
-    let wrong = app.predict(vec![0.5; 100]).await.err().expect("100 pixels is an error");
+    let wrong = app
+        .predict(vec![0.5; 100])
+        .await
+        .err()
+        .expect("100 pixels is an error");
     assert!(message(wrong).contains("784 pixels"));
-    let untrained = app.predict(vec![0.5; PIXELS]).await.err().expect("no weights yet is an error");
+    let untrained = app
+        .predict(vec![0.5; PIXELS])
+        .await
+        .err()
+        .expect("no weights yet is an error");
     assert!(message(untrained).contains("no trained weights"));
-    let bad_weights = app.load_weights("{\"format\": 3}").err().expect("a bad weights file is an error");
+    let bad_weights = app
+        .load_weights("{\"format\": 3}")
+        .err()
+        .expect("a bad weights file is an error");
     assert!(message(bad_weights).contains("weights file"));
 }
 
@@ -134,7 +186,7 @@ async fn one_cpu_epoch_on_the_full_split_reaches_96_percent() {
         epochs: 1,
         ..TrainConfig::default()
     };
-    let mut trainer = Trainer::new(config, &train, &compute, None).await.unwrap();
+    let mut trainer = Trainer::new(config, &train, &compute, None).unwrap();
     let record = loop {
         if let Event::Epoch(record) = trainer.step().await.unwrap() {
             break record;
@@ -147,5 +199,8 @@ async fn one_cpu_epoch_on_the_full_split_reaches_96_percent() {
         "one cpu epoch: {:.1} s, {:.0} samples/s, val_accuracy {:.4}, test accuracy {accuracy:.4}",
         record.seconds, record.samples_per_second, record.val_accuracy
     ));
-    assert!(accuracy >= 0.96, "test accuracy after one epoch: {accuracy}");
+    assert!(
+        accuracy >= 0.96,
+        "test accuracy after one epoch: {accuracy}"
+    );
 }

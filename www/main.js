@@ -21,6 +21,19 @@ const lossChart = createChart($('chart-loss'), { title: 'loss (cross-entropy)', 
 const accuracyChart = createChart($('chart-accuracy'), { title: 'accuracy', digits: 3, fixedRange: null });
 const buttons = { train: $('train'), stop: $('stop'), save: $('save-weights'), load: $('load-weights') };
 
+// Trunk preloads the wasm into this page; compiling it here (off the main thread, streaming)
+// reuses that download, and every worker, including a CPU fallback, starts from the module.
+const wasmModule = (async () => {
+  const link = document.querySelector('link[rel="preload"][href$="_bg.wasm"]');
+  const url = link?.href ?? new URL('mnist7k_bg.wasm', document.baseURI).href;
+  const response = fetch(url, link?.integrity ? { integrity: link.integrity } : {});
+  try {
+    return await WebAssembly.compileStreaming(response);
+  } catch {
+    return WebAssembly.compile(await (await response).clone().arrayBuffer());
+  }
+})();
+
 let worker = null;
 let backendName = null;
 let running = null; // { config, checkpoint } while a run is in progress
@@ -139,8 +152,11 @@ function startWorker(choice, reason, onReady) {
     event.preventDefault();
     handlers['train-failed']({ backend: backendName, message: event.message || 'the worker could not start' });
   };
-  progress.setStatus('loading', 'Starting…');
-  worker.postMessage({ type: 'start', backendChoice: choice, dataBase: new URL('data/', document.baseURI).href });
+  progress.setStatus('loading', 'Loading the WebAssembly module…');
+  wasmModule.then(
+    (module) => worker.postMessage({ type: 'start', module, backendChoice: choice, dataBase: new URL('data/', document.baseURI).href }),
+    (error) => progress.setStatus('error', `The WebAssembly module could not be loaded: ${error.message}`),
+  );
 }
 
 buttons.train.addEventListener('click', () => {

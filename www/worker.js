@@ -80,9 +80,9 @@ async function chooseBackend(choice) {
   return { name: 'webgpu', reason: what ? `adapter: ${what}` : 'adapter found', gpu: true };
 }
 
-async function start({ backendChoice, dataBase }) {
+async function start({ module, backendChoice, dataBase }) {
   try {
-    await init();
+    await init({ module_or_path: module });
     app = new Mnist7k();
     const data = await loadData(dataBase);
     post({ type: 'data', summary: data });

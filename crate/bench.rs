@@ -1,0 +1,126 @@
+//! Training-speed benchmark: a fixed number of real batches of the real model on real MNIST,
+//! timed in windows after a warm-up (shader compilation, caches). Used by the native CLI and
+//! the browser benchmark alike, so the numbers are comparable.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::ComputeDevice;
+use crate::clock::now_seconds;
+use crate::data::Mnist;
+use crate::training::{Event, TrainConfig, TrainError, Trainer};
+
+/// Multiply-adds of one forward pass of one image (conv layers + dense), counted by hand:
+/// 26*26*8*9 + 24*24*8*72 + 10*10*16*72 + 8*8*16*144 + 256*10.
+pub const FORWARD_MACS: f64 = 645_664.0;
+/// Training costs about three forward passes (forward, and the two halves of backward).
+pub const TRAIN_FLOP_PER_SAMPLE: f64 = FORWARD_MACS * 2.0 * 3.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BenchConfig {
+    pub batch_size: usize,
+    pub warmup_batches: usize,
+    pub windows: usize,
+    /// A multiple of 8, so that every window ends with a device read (GPU work is finished).
+    pub batches_per_window: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 128,
+            warmup_batches: 8,
+            windows: 5,
+            batches_per_window: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub backend: String,
+    pub batch_size: usize,
+    pub batches: usize,
+    /// Median over the timed windows.
+    pub samples_per_second: f64,
+    pub ms_per_batch: f64,
+    pub gflops: f64,
+    pub window_samples_per_second: Vec<f64>,
+    pub first_batch_seconds: f64,
+    /// Running training loss after the last batch: a fast but wrong kernel shows here.
+    pub final_loss: f64,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// One training batch; the running loss when the trainer read it. The benchmark's batches all
+/// fall inside the first epoch (375 batches of 128), so no validation pass is timed.
+async fn next_batch(trainer: &mut Trainer) -> Result<Option<f64>, TrainError> {
+    match trainer.step().await? {
+        Event::Batch(progress) => Ok(progress.loss),
+        _ => Ok(None),
+    }
+}
+
+/// Trains `warmup + windows * batches_per_window` batches and times each window.
+pub async fn run(
+    compute: &ComputeDevice,
+    train_file: &Mnist,
+    config: BenchConfig,
+) -> Result<BenchResult, TrainError> {
+    if config.windows == 0 || config.batches_per_window == 0 || config.batches_per_window % 8 != 0 {
+        return Err(TrainError::Config(
+            "benchmark windows need a positive multiple of 8 batches".into(),
+        ));
+    }
+    let recipe = TrainConfig {
+        batch_size: config.batch_size,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(recipe, train_file, compute, None)?;
+    let mut loss = f64::NAN;
+    let start = now_seconds();
+    next_batch(&mut trainer).await?;
+    let first_batch_seconds = now_seconds() - start;
+    for _ in 1..config.warmup_batches {
+        next_batch(&mut trainer).await?;
+    }
+    let mut windows = Vec::with_capacity(config.windows);
+    for _ in 0..config.windows {
+        let start = now_seconds();
+        for _ in 0..config.batches_per_window {
+            if let Some(l) = next_batch(&mut trainer).await? {
+                loss = l;
+            }
+        }
+        let seconds = now_seconds() - start;
+        windows.push((config.batches_per_window * config.batch_size) as f64 / seconds);
+    }
+    let samples_per_second = median(&windows);
+    Ok(BenchResult {
+        backend: compute.label(),
+        batch_size: config.batch_size,
+        batches: config.warmup_batches + config.windows * config.batches_per_window,
+        samples_per_second,
+        ms_per_batch: 1000.0 * config.batch_size as f64 / samples_per_second,
+        gflops: samples_per_second * TRAIN_FLOP_PER_SAMPLE / 1e9,
+        window_samples_per_second: windows,
+        first_batch_seconds,
+        final_loss: loss,
+    })
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    #[test]
+    fn forward_macs_match_the_layer_shapes() {
+        let conv =
+            |out_side: usize, out_ch: usize, in_ch: usize| out_side * out_side * out_ch * in_ch * 9;
+        let macs = conv(26, 8, 1) + conv(24, 8, 8) + conv(10, 16, 8) + conv(8, 16, 16) + 256 * 10;
+        assert_eq!(macs as f64, super::FORWARD_MACS);
+    }
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Training-speed benchmark: native (flex CPU, wgpu on whatever Vulkan adapter exists) and in
+# headless Firefox and Chromium (CPU and WebGPU). Writes bench/results.json and prints a table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-1200}"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+mkdir -p bench
+out=bench/results.json
+tmp=$(mktemp -d)
+
+echo "== native"
+cargo run --release --bin mnist7k -- bench --data data --backend "${NATIVE_BACKENDS:-cpu,wgpu}" --json "$tmp/native.json"
+
+for browser in firefox chrome; do
+  echo "== $browser"
+  wasm-pack test --headless "--$browser" --release -- --features bench --test bench -- --nocapture 2>&1 \
+    | tee "$tmp/$browser.log" | grep -E 'BENCH_JSON|test result|panicked' || true
+  grep -o 'BENCH_JSON .*' "$tmp/$browser.log" | sed 's/^BENCH_JSON //' >"$tmp/$browser.jsonl" || true
+done
+
+node - "$tmp" "$out" <<'NODE'
+const fs = require('fs');
+const [dir, out] = process.argv.slice(2);
+const os = require('os');
+const native = JSON.parse(fs.readFileSync(`${dir}/native.json`, 'utf8'));
+const rows = native.results.map((r) => ({ where: `native (${native.threads} threads)`, ...r, peak_memory_mib: native.peak_memory_mib }));
+for (const browser of ['firefox', 'chrome']) {
+  const file = `${dir}/${browser}.jsonl`;
+  if (!fs.existsSync(file)) continue;
+  for (const line of fs.readFileSync(file, 'utf8').split('\n').filter(Boolean)) {
+    const { user_agent, result } = JSON.parse(line);
+    const name = /Firefox\/[\d.]+/.exec(user_agent)?.[0] ?? /Chrom(e|ium)\/[\d.]+/.exec(user_agent)?.[0] ?? browser;
+    rows.push({ where: name, ...result });
+  }
+}
+const machine = `${os.cpus().length} x ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`;
+fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), machine, rows }, null, 2));
+console.log(`\nmachine: ${machine}\n`);
+console.log('| where | backend | samples/s | ms/batch | GFLOP/s | first batch (s) | loss after | peak MiB |');
+console.log('|---|---|---|---|---|---|---|---|');
+for (const r of rows) {
+  console.log(`| ${r.where} | ${r.backend} | ${r.samples_per_second.toFixed(0)} | ${r.ms_per_batch.toFixed(1)} | ${r.gflops.toFixed(2)} | ${r.first_batch_seconds.toFixed(2)} | ${r.final_loss.toFixed(3)} | ${r.peak_memory_mib?.toFixed(0) ?? '–'} |`);
+}
+NODE
+rm -rf "$tmp"
