@@ -42,7 +42,9 @@ async function openPage(args, query) {
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (error) => errors.push(String(error)));
-  page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()); });
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(`${message.text()} (${message.location().url})`);
+  });
   return { browser, context, page, errors, open: () => page.goto(`${BASE}${query}`) };
 }
 
