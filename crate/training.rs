@@ -267,10 +267,6 @@ impl Trainer {
         })
     }
 
-    pub fn config(&self) -> &TrainConfig {
-        &self.config
-    }
-
     pub fn backend(&self) -> &str {
         &self.backend
     }
