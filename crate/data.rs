@@ -93,20 +93,20 @@ fn payload<'a>(
     if bytes.is_empty() {
         return Err(DataError::Missing { file: name() });
     }
+    // The magic number first: a swapped or foreign file should be called that, not "truncated".
+    if bytes.len() >= 4 && read_u32(bytes, 0) != magic {
+        return Err(DataError::WrongMagic {
+            file: name(),
+            kind,
+            found: read_u32(bytes, 0),
+            expected: magic,
+        });
+    }
     if bytes.len() < header_len {
         return Err(DataError::Truncated {
             file: name(),
             expected: header_len,
             actual: bytes.len(),
-        });
-    }
-    let found = read_u32(bytes, 0);
-    if found != magic {
-        return Err(DataError::WrongMagic {
-            file: name(),
-            kind,
-            found,
-            expected: magic,
         });
     }
     let count = read_u32(bytes, 4) as usize;
