@@ -94,11 +94,12 @@ fn payload<'a>(
         return Err(DataError::Missing { file: name() });
     }
     // The magic number first: a swapped or foreign file should be called that, not "truncated".
-    if bytes.len() >= 4 && read_u32(bytes, 0) != magic {
+    let found = (bytes.len() >= 4).then(|| read_u32(bytes, 0));
+    if let Some(found) = found.filter(|&found| found != magic) {
         return Err(DataError::WrongMagic {
             file: name(),
             kind,
-            found: read_u32(bytes, 0),
+            found,
             expected: magic,
         });
     }

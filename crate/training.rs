@@ -386,10 +386,7 @@ impl Trainer {
             .await
             .map_err(TrainError::read)?;
         let loss = data[0].try_to_vec_as::<f32>().map_err(TrainError::read)?[0] as f64;
-        let correct = data[1]
-            .clone()
-            .try_to_vec_as::<i64>()
-            .map_err(TrainError::read)?[0];
+        let correct = data[1].try_to_vec_as::<i64>().map_err(TrainError::read)?[0];
         let seen = self.cursor as f64;
         if !loss.is_finite() {
             return Err(TrainError::Device(
