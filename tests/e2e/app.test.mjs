@@ -15,15 +15,19 @@ const MINUTE = 60_000;
 
 let server;
 
-async function waitForServer(deadline) {
-  while (Date.now() < deadline) {
+// Resolves once the server answers; rejects at the deadline or as soon as `exited` settles
+// (trunk stops at once on a bad Trunk.toml or a failed build: no point waiting 30 minutes).
+async function waitForServer(deadline, exited) {
+  let gone = null;
+  exited?.then((reason) => { gone = reason; });
+  while (Date.now() < deadline && gone === null) {
     try {
       const response = await fetch(BASE);
       if (response.ok) return;
     } catch { /* not up yet */ }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
-  throw new Error(`trunk serve did not answer on ${BASE}`);
+  throw new Error(`trunk serve did not answer on ${BASE}${gone ? `: it ${gone}` : ''}`);
 }
 
 before(async () => {
@@ -31,7 +35,12 @@ before(async () => {
   server = spawn('trunk', ['serve', '--port', String(PORT), '--no-autoreload'], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  await waitForServer(Date.now() + 30 * MINUTE);
+  const exited = new Promise((resolve) => {
+    server.on('error', (error) => resolve(`could not start (${error.message})`));
+    server.on('exit', (code, signal) => resolve(`exited with ${signal ?? `code ${code}`}`));
+  });
+  // The first build of the app compiles the whole crate for wasm32.
+  await waitForServer(Date.now() + 30 * MINUTE, exited);
 });
 
 after(() => server?.kill());
