@@ -124,8 +124,10 @@ fn train(args: TrainArgs) -> Result<(), String> {
         &test,
         &compute.device,
         checkpoint.history.clone(),
+        &mut |done, total| eprint!("\revaluating: {done}/{total} images"),
     ))
     .map_err(|e| e.to_string())?;
+    eprintln!();
     println!(
         "weights of epoch {} (best validation loss)",
         checkpoint.best_epoch

@@ -31,11 +31,13 @@ impl Evaluation {
     }
 }
 
-/// Mean cross-entropy and predicted classes of `model` (an inference model) over `data`.
+/// Mean cross-entropy and predicted classes of `model` (an inference model) over `data`;
+/// `progress` hears how many images are done after each chunk.
 pub async fn evaluate(
     model: &Cnn,
     data: &Mnist,
     device: &Device,
+    progress: &mut dyn FnMut(usize),
 ) -> Result<Evaluation, TrainError> {
     let mut loss_sum = 0.0f64;
     let mut predictions = Vec::with_capacity(data.len());
@@ -62,6 +64,7 @@ pub async fn evaluate(
                 .into_iter()
                 .map(|p| p as u8),
         );
+        progress(predictions.len());
     }
     Ok(Evaluation {
         loss: loss_sum / data.len().max(1) as f64,
@@ -104,15 +107,22 @@ pub struct Metrics {
 }
 
 /// Evaluates `model` on the whole training file (the report's support: 60,000) and the test set.
+/// That is 70,000 forward passes, seconds to minutes in a browser: `progress` hears
+/// (images done, images in all) after each chunk.
 pub async fn metrics(
     model: &Cnn,
     train_file: &Mnist,
     test: &Mnist,
     device: &Device,
     history: Vec<EpochRecord>,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Metrics, TrainError> {
-    let on_train = evaluate(model, train_file, device).await?;
-    let on_test = evaluate(model, test, device).await?;
+    let total = train_file.len() + test.len();
+    let on_train = evaluate(model, train_file, device, &mut |done| progress(done, total)).await?;
+    let on_test = evaluate(model, test, device, &mut |done| {
+        progress(train_file.len() + done, total)
+    })
+    .await?;
     let train_confusion =
         ConfusionMatrix::from_predictions(train_file.labels(), &on_train.predictions);
     let test_confusion = ConfusionMatrix::from_predictions(test.labels(), &on_test.predictions);

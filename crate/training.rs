@@ -406,7 +406,7 @@ impl Trainer {
         self.correct = None;
         let inference = self.model.valid();
         let inner = self.device.clone().inner();
-        let on_validation = evaluate(&inference, &self.validation, &inner).await?;
+        let on_validation = evaluate(&inference, &self.validation, &inner, &mut |_| {}).await?;
         let record = EpochRecord {
             epoch: self.epochs_done() + 1,
             train_loss,

@@ -7,9 +7,11 @@ use std::rc::Rc;
 use burn::prelude::*;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::backend::ComputeDevice;
+use crate::bench::{self, BenchConfig};
 use crate::data::{Mnist, NamedBytes, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
 use crate::evaluation;
 use crate::model::{CLASSES, PIXELS};
@@ -64,6 +66,19 @@ struct MetricsReply<'a> {
     weights_from: &'a str,
     #[serde(flatten)]
     metrics: &'a evaluation::Metrics,
+}
+
+#[derive(Serialize)]
+struct BenchReply<'a> {
+    #[serde(flatten)]
+    result: &'a bench::BenchResult,
+    peak_memory_mib: f64,
+}
+
+/// The wasm heap's size in MiB: linear memory only grows, so this is its peak.
+pub fn wasm_heap_mib() -> f64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    js_sys::ArrayBuffer::from(memory.buffer()).byte_length() as f64 / 1_048_576.0
 }
 
 /// One browser session: data, the chosen device, the latest weights and a CPU copy for drawing.
@@ -141,11 +156,7 @@ impl Mnist7k {
         let resume: Option<Checkpoint> = serde_wasm_bindgen::from_value(resume)
             .map_err(|e| JsError::new(&format!("invalid checkpoint: {e}")))?;
         let data = self.datasets()?;
-        let compute = self
-            .compute
-            .borrow()
-            .clone()
-            .ok_or_else(|| JsError::new("no backend selected yet"))?;
+        let compute = self.compute()?;
         if let Some(checkpoint) = &resume {
             self.set_predictor(&checkpoint.weights)?;
         }
@@ -226,7 +237,8 @@ impl Mnist7k {
 
     /// Loss, accuracy, classification reports (training file and test set), confusion matrix
     /// and misclassified test images of the trained weights, computed on the CPU.
-    pub async fn metrics(&self) -> Result<JsValue, JsError> {
+    /// `on_progress(done, total)` hears how many of the images are evaluated, chunk by chunk.
+    pub async fn metrics(&self, on_progress: Option<js_sys::Function>) -> Result<JsValue, JsError> {
         let data = self.datasets()?;
         let trained = self
             .trained
@@ -241,12 +253,45 @@ impl Mnist7k {
             .unwrap_or_default();
         let device = Device::flex();
         let model = trained.weights.to_model(&device).map_err(js_error)?;
-        let metrics = evaluation::metrics(&model, &data.train_file, &data.test, &device, history)
-            .await
-            .map_err(js_error)?;
+        let mut progress = |done: usize, total: usize| {
+            if let Some(f) = &on_progress {
+                // A throwing listener only loses a progress update, never the metrics.
+                let _ = f.call2(&JsValue::NULL, &done.into(), &total.into());
+            }
+        };
+        let metrics = evaluation::metrics(
+            &model,
+            &data.train_file,
+            &data.test,
+            &device,
+            history,
+            &mut progress,
+        )
+        .await
+        .map_err(js_error)?;
         to_js(&MetricsReply {
             weights_from: &trained.origin,
             metrics: &metrics,
+        })
+    }
+
+    /// Times training batches of the real model on the loaded data and the chosen backend, as
+    /// `scripts/bench.sh` does natively; the trained weights are left alone. `config` is a
+    /// partial `BenchConfig` (or undefined for the defaults).
+    pub async fn bench(&self, config: JsValue) -> Result<JsValue, JsError> {
+        let config: BenchConfig = if config.is_undefined() || config.is_null() {
+            BenchConfig::default()
+        } else {
+            serde_wasm_bindgen::from_value(config)
+                .map_err(|e| JsError::new(&format!("invalid benchmark settings: {e}")))?
+        };
+        let data = self.datasets()?;
+        let result = bench::run(&self.compute()?, &data.train_file, config)
+            .await
+            .map_err(js_error)?;
+        to_js(&BenchReply {
+            result: &result,
+            peak_memory_mib: wasm_heap_mib(),
         })
     }
 
@@ -285,6 +330,13 @@ impl Mnist7k {
             .borrow()
             .clone()
             .ok_or_else(|| JsError::new("the MNIST data is not loaded yet"))
+    }
+
+    fn compute(&self) -> Result<ComputeDevice, JsError> {
+        self.compute
+            .borrow()
+            .clone()
+            .ok_or_else(|| JsError::new("no backend selected yet"))
     }
 
     fn set_predictor(&self, weights: &ModelWeights) -> Result<(), JsError> {

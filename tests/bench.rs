@@ -1,12 +1,14 @@
-//! The browser half of the training benchmark (`scripts/bench.sh` runs it in headless Firefox
-//! and Chromium). Prints one `BENCH_JSON {...}` line per backend. Behind the `bench` feature so
-//! that plain `wasm-pack test` stays quick.
+//! The training benchmark in headless Firefox (`scripts/bench.sh`), through wasm-pack and
+//! geckodriver: playwright-core cannot drive Debian's Firefox ESR, so Chromium is measured
+//! through the app instead (`scripts/bench-browser.mjs`). Prints one `BENCH_JSON {...}` line per
+//! backend. Behind the `bench` feature so that plain `wasm-pack test` stays quick.
 #![cfg(all(target_arch = "wasm32", feature = "bench"))]
 
 use mnist7k::backend::ComputeDevice;
 use mnist7k::bench::{run, BenchConfig};
 use mnist7k::data::{Mnist, NamedBytes};
-use wasm_bindgen::{JsCast, JsValue};
+use mnist7k::web::wasm_heap_mib;
+use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -35,11 +37,8 @@ async fn bench(compute: ComputeDevice, config: BenchConfig) {
     )
     .unwrap();
     let result = run(&compute, &data, config).await.unwrap();
-    // Linear memory only grows, so its size is the peak of the wasm heap.
-    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
-    let heap_mib = js_sys::ArrayBuffer::from(memory.buffer()).byte_length() as f64 / 1_048_576.0;
     let mut result = serde_json::to_value(&result).unwrap();
-    result["peak_memory_mib"] = heap_mib.into();
+    result["peak_memory_mib"] = wasm_heap_mib().into();
     let line =
         serde_json::json!({ "where": "browser", "user_agent": user_agent(), "result": result });
     web_sys::console::log_1(&JsValue::from_str(&format!("BENCH_JSON {line}")));

@@ -55,14 +55,19 @@ fn two_short_epochs_learn_mnist_and_report_metrics() {
 
     let checkpoint = trainer.checkpoint().unwrap().clone();
     let model = checkpoint.best_weights.to_model(&compute.device).unwrap();
+    let mut heard = Vec::new();
     let report = pollster::block_on(metrics(
         &model,
         &train_file.slice(0, 5_000),
         &test,
         &compute.device,
         checkpoint.history.clone(),
+        &mut |done, total| heard.push((done, total)),
     ))
     .unwrap();
+    // Progress rises chunk by chunk to every image of both sets.
+    assert!(heard.windows(2).all(|w| w[0].0 < w[1].0), "{heard:?}");
+    assert_eq!(heard.last(), Some(&(15_000, 15_000)));
     assert!(
         report.test_accuracy > 0.85,
         "6,000 images x 2 epochs: {}",

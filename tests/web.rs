@@ -214,7 +214,9 @@ async fn one_cpu_epoch_on_the_full_split_reaches_96_percent() {
         }
     };
     let model = trainer.inference_model();
-    let on_test = evaluate(&model, &test, &compute.device).await.unwrap();
+    let on_test = evaluate(&model, &test, &compute.device, &mut |_| {})
+        .await
+        .unwrap();
     let accuracy = on_test.accuracy(test.labels());
     log(&format!(
         "one cpu epoch: {:.1} s, {:.0} samples/s, val_accuracy {:.4}, test accuracy {accuracy:.4}",

@@ -16,10 +16,13 @@ const progress = createProgress({
   notice: $('notice'),
   bar: $('progress'),
   text: $('progress-text'),
+  bench: testid('bench-result'),
 });
 const lossChart = createChart($('chart-loss'), { title: 'loss (cross-entropy)', digits: 2 });
 const accuracyChart = createChart($('chart-accuracy'), { title: 'accuracy', digits: 3, fixedRange: null });
-const buttons = { train: $('train'), stop: $('stop'), save: $('save-weights'), load: $('load-weights') };
+const buttons = {
+  train: $('train'), stop: $('stop'), bench: $('bench'), save: $('save-weights'), load: $('load-weights'),
+};
 
 // Trunk preloads the wasm into this page; compiling it here (off the main thread, streaming)
 // reuses that download, and every worker, including a CPU fallback, starts from the module.
@@ -37,6 +40,7 @@ const wasmModule = (async () => {
 let worker = null;
 let backendName = null;
 let running = null; // { config, checkpoint } while a run is in progress
+let benching = false;
 let latestWeights = null;
 let series = emptySeries();
 
@@ -53,9 +57,11 @@ function redraw() {
 }
 
 function setRunning(isRunning) {
-  buttons.train.disabled = isRunning || backendName === null;
+  const busy = isRunning || benching || backendName === null;
+  buttons.train.disabled = busy;
+  buttons.bench.disabled = busy;
   buttons.stop.disabled = !isRunning;
-  controls.setEnabled(!isRunning);
+  controls.setEnabled(!isRunning && !benching);
 }
 
 const pad = createPad({
@@ -111,6 +117,7 @@ const handlers = {
     setRunning(false);
   },
   'train-failed': ({ backend, message }) => {
+    benching = false;
     if (running && backend === 'webgpu') {
       fallBackToCpu(message);
       return;
@@ -131,6 +138,12 @@ const handlers = {
     }, { metrics, gallery, weightsFrom: metrics.weights_from });
     pad.refresh();
   },
+  bench: (reply) => {
+    benching = false;
+    setRunning(running !== null);
+    progress.showBench(backendName, reply);
+  },
+  'metrics-progress': ({ done, total }) => progress.evaluation(done, total),
   prediction: (reply) => pad.answered(reply),
   notice: ({ text }) => progress.showNotice(text),
   'weights-loaded': () => progress.showNotice('Weights loaded.'),
@@ -139,6 +152,7 @@ const handlers = {
 function startWorker(choice, reason, onReady) {
   worker?.terminate();
   backendName = null;
+  benching = false;
   setRunning(running !== null);
   worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
   worker.onmessage = ({ data }) => {
@@ -173,6 +187,12 @@ buttons.train.addEventListener('click', () => {
   running = { config, checkpoint: null };
   setRunning(true);
   worker.postMessage({ type: 'train', config, resume: null });
+});
+
+buttons.bench.addEventListener('click', () => {
+  benching = true;
+  setRunning(false);
+  worker.postMessage({ type: 'bench' });
 });
 
 buttons.stop.addEventListener('click', () => {

@@ -1,6 +1,6 @@
 // Status line, backend label, notices and the progress bar with speed and ETA.
 
-export function createProgress({ status, backend, notice, bar, text }) {
+export function createProgress({ status, backend, notice, bar, text, bench }) {
   function setStatus(state, message) {
     status.dataset.state = state;
     status.textContent = message;
@@ -31,5 +31,26 @@ export function createProgress({ status, backend, notice, bar, text }) {
       + `${Math.round(event.samples_per_second)} samples/s · epoch ends in ${formatEta(event.epoch_eta_seconds)}`;
   }
 
-  return { setStatus, showNotice, setBackend, batch };
+  // Metrics run the network over 70,000 images: the bar shows how far that is.
+  function evaluation(done, total) {
+    bar.max = total;
+    bar.value = done;
+    text.textContent = `computing metrics · ${done.toLocaleString('en')} of ${total.toLocaleString('en')} images`;
+  }
+
+  // The speed test's result; data-result keeps the numbers for scripts/bench-browser.mjs.
+  function showBench(backendName, { result, error }) {
+    bench.hidden = false;
+    if (error) {
+      bench.textContent = `Speed test failed: ${error}`;
+      delete bench.dataset.result;
+      return;
+    }
+    bench.textContent = `Speed on ${backendName}: ${Math.round(result.samples_per_second).toLocaleString('en')} samples/s · `
+      + `${result.ms_per_batch.toFixed(1)} ms per batch of ${result.batch_size} · ${result.gflops.toFixed(2)} GFLOP/s · `
+      + `loss ${result.final_loss.toFixed(3)} after ${result.batches} batches (first batch ${result.first_batch_seconds.toFixed(1)} s)`;
+    bench.dataset.result = JSON.stringify(result);
+  }
+
+  return { setStatus, showNotice, setBackend, batch, evaluation, showBench };
 }

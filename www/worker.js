@@ -14,7 +14,11 @@ let stopRequested = false;
 let training = false;
 
 const post = (message, transfer) => self.postMessage(message, transfer ?? []);
-const status = (state, text) => post({ type: 'status', state, text });
+let lastStatus = null;
+const status = (state, text) => {
+  lastStatus = { state, text };
+  post({ type: 'status', state, text });
+};
 const messageOf = (error) => (error && error.message) || String(error);
 
 // Yields to the event loop (a task, unlike a resolved promise) so Stop and predict get through.
@@ -119,7 +123,7 @@ async function train({ config, resume }) {
 async function sendMetrics() {
   status('training', 'Computing metrics on the training file and the test set…');
   try {
-    const metrics = await app.metrics();
+    const metrics = await app.metrics((done, total) => post({ type: 'metrics-progress', done, total }));
     const gallery = metrics.misclassified.slice(0, 48).map((m) => ({ ...m, pixels: app.testImage(m.index) }));
     post({ type: 'metrics', metrics, gallery, weights: app.weightsJson() });
     status('done', `Done: test accuracy ${(metrics.test_accuracy * 100).toFixed(2)}%`);
@@ -142,6 +146,18 @@ async function predict({ ink, width, height, id }) {
   }
 }
 
+// The speed test trains its own fresh model, so the status it interrupts comes back after it.
+async function bench({ config }) {
+  const before = lastStatus;
+  status('training', `Measuring the training speed on ${backend}…`);
+  try {
+    post({ type: 'bench', result: await app.bench(config ?? null) });
+  } catch (error) {
+    post({ type: 'bench', error: messageOf(error) });
+  }
+  status(before.state, before.text);
+}
+
 function loadWeights({ json }) {
   try {
     app.loadWeights(json);
@@ -158,6 +174,7 @@ self.onmessage = ({ data }) => {
     case 'train': return train(data);
     case 'stop': stopRequested = true; return undefined;
     case 'predict': return predict(data);
+    case 'bench': return bench(data);
     case 'load-weights': return loadWeights(data);
     default: return undefined;
   }

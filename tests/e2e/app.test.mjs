@@ -2,69 +2,13 @@
 // real headless Chromium: with WebGPU (SwiftShader), without WebGPU, and with a corrupt data file.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { chromium } from 'playwright-core';
+import {
+  MINUTE, NO_WEBGPU_ARGS, WEBGPU_ARGS, byId, measureSpeed, openPage, serveApp, waitForState,
+} from './harness.mjs';
 
-const PORT = Number(process.env.E2E_PORT ?? 8123);
-// E2E_BASE points the test at an already running server instead of starting `trunk serve`.
-const BASE = process.env.E2E_BASE ?? `http://127.0.0.1:${PORT}/`;
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const BASE_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic'];
-const MINUTE = 60_000;
-
-let server;
-
-// Resolves once the server answers; rejects at the deadline or as soon as `exited` settles
-// (trunk stops at once on a bad Trunk.toml or a failed build: no point waiting 30 minutes).
-async function waitForServer(deadline, exited) {
-  let gone = null;
-  exited?.then((reason) => { gone = reason; });
-  while (Date.now() < deadline && gone === null) {
-    try {
-      const response = await fetch(BASE);
-      if (response.ok) return;
-    } catch { /* not up yet */ }
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-  throw new Error(`trunk serve did not answer on ${BASE}${gone ? `: it ${gone}` : ''}`);
-}
-
-before(async () => {
-  if (process.env.E2E_BASE) return;
-  server = spawn('trunk', ['serve', '--port', String(PORT), '--no-autoreload'], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const exited = new Promise((resolve) => {
-    server.on('error', (error) => resolve(`could not start (${error.message})`));
-    server.on('exit', (code, signal) => resolve(`exited with ${signal ?? `code ${code}`}`));
-  });
-  // The first build of the app compiles the whole crate for wasm32.
-  await waitForServer(Date.now() + 30 * MINUTE, exited);
-});
-
-after(() => server?.kill());
-
-async function openPage(args, query) {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, ...args] });
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (error) => errors.push(String(error)));
-  page.on('console', (message) => {
-    if (message.type() === 'error') errors.push(`${message.text()} (${message.location().url})`);
-  });
-  return { browser, context, page, errors, open: () => page.goto(`${BASE}${query}`) };
-}
-
-const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
-
-async function waitForState(page, state, timeout) {
-  const status = byId(page, 'status');
-  await status.and(page.locator(`[data-state="${state}"]`)).waitFor({ timeout }).catch(async (error) => {
-    throw new Error(`status never reached ${state}: ${await status.getAttribute('data-state')} "${await status.textContent()}" (${error.message})`);
-  });
-}
+let stopServer = () => {};
+before(async () => { stopServer = await serveApp(); });
+after(() => stopServer());
 
 // Draws a "1" then a "7"-like stroke with real pointer events and returns the shown prediction.
 async function drawDigit(page) {
@@ -104,7 +48,7 @@ async function trainShortRun(page, minAccuracy) {
 }
 
 test('trains on WebGPU in Chromium, shows metrics and recognises a drawing', { timeout: 40 * MINUTE }, async () => {
-  const { browser, page, errors, open } = await openPage(['--enable-unsafe-webgpu'], '?epochs=1&limit=1024&batch=64&lr=0.003');
+  const { browser, page, errors, open } = await openPage(WEBGPU_ARGS, '?epochs=1&limit=1024&batch=64&lr=0.003');
   try {
     await open();
     await waitForState(page, 'idle', 5 * MINUTE);
@@ -119,7 +63,7 @@ test('trains on WebGPU in Chromium, shows metrics and recognises a drawing', { t
 });
 
 test('falls back to the CPU where WebGPU is unavailable, and says so', { timeout: 20 * MINUTE }, async () => {
-  const { browser, page, open } = await openPage(['--disable-blink-features=WebGPU', '--disable-gpu'], '?epochs=2&limit=3000&lr=0.003');
+  const { browser, page, open } = await openPage(NO_WEBGPU_ARGS, '?epochs=2&limit=3000&lr=0.003');
   try {
     await open();
     await waitForState(page, 'idle', 5 * MINUTE);
@@ -127,6 +71,12 @@ test('falls back to the CPU where WebGPU is unavailable, and says so', { timeout
     assert.match(label, /^cpu — (this browser has no WebGPU|WebGPU found no adapter)/);
     const accuracy = await trainShortRun(page, 70);
     console.log(`cpu fallback e2e: test accuracy ${accuracy}%`);
+    // The speed test trains a fresh model of its own and gives the finished run its status back.
+    const speed = await measureSpeed(page, 5 * MINUTE);
+    assert.equal(speed.backend, 'cpu');
+    assert.ok(speed.samples_per_second > 0 && speed.final_loss < 2.0, JSON.stringify(speed));
+    await waitForState(page, 'done', MINUTE);
+    console.log(`cpu fallback e2e: speed test ${Math.round(speed.samples_per_second)} samples/s`);
   } finally {
     await browser.close();
   }

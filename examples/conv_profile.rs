@@ -1,0 +1,113 @@
+//! Where a CPU training batch goes: each convolution of the network timed alone on burn's `flex`
+//! backend at batch 128, forward and backward (weight gradient, and input gradient where
+//! training needs one), next to the same convolution written as slices + a batched matmul (an
+//! im2col at the tensor level, so that autodiff's backward is a matmul too).
+//!
+//! `cargo run --profile quick --example conv_profile` (numbers in the README's benchmark section).
+
+use std::time::Instant;
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+const BATCH: usize = 128;
+/// The network's convolutions: name, input channels, output channels, input side.
+const LAYERS: [(&str, usize, usize, usize); 4] = [
+    ("conv1", 1, 8, 28),
+    ("conv2", 8, 8, 26),
+    ("conv3", 8, 16, 12),
+    ("conv4", 16, 16, 10),
+];
+
+/// Median wall time of `f` in milliseconds, after two warm-up calls.
+fn median_ms(mut f: impl FnMut()) -> f64 {
+    f();
+    f();
+    let mut times: Vec<f64> = (0..15)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// A 3x3 "valid" convolution as nine shifted slices stacked into columns and one matmul.
+fn conv_as_matmul(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+    let [batch, channels, height, width] = x.dims();
+    let outputs = weight.dims()[0];
+    let (out_h, out_w) = (height - 2, width - 2);
+    let shifted = (0..9)
+        .map(|k| {
+            let (kh, kw) = (k / 3, k % 3);
+            x.clone()
+                .slice([0..batch, 0..channels, kh..kh + out_h, kw..kw + out_w])
+        })
+        .collect();
+    let columns = Tensor::stack::<5>(shifted, 2).reshape([batch, channels * 9, out_h * out_w]);
+    let out = weight.reshape([1, outputs, channels * 9]).matmul(columns);
+    (out + bias.reshape([1, outputs, 1])).reshape([batch, outputs, out_h, out_w])
+}
+
+/// Forward (graph recorded, not run backward) and backward times of `forward`, reading every
+/// gradient training needs.
+fn forward_backward(
+    conv: &Conv2d,
+    x: &Tensor<4>,
+    needs_input_grad: bool,
+    forward: impl Fn(Tensor<4>) -> Tensor<4>,
+) -> (f64, f64) {
+    let forward_only = median_ms(|| {
+        let _ = forward(x.clone()).into_data();
+    });
+    let both = median_ms(|| {
+        let grads = forward(x.clone()).sum().backward();
+        let _ = conv
+            .weight
+            .grad(&grads)
+            .expect("weight gradient")
+            .into_data();
+        if needs_input_grad {
+            let _ = x.grad(&grads).expect("input gradient").into_data();
+        }
+    });
+    (forward_only, both - forward_only)
+}
+
+fn main() {
+    let device = Device::flex().autodiff();
+    let mut totals = [0.0f64; 2];
+    println!("{BATCH} images per batch, flex backend, median of 15 runs (ms)");
+    for (name, inputs, outputs, side) in LAYERS {
+        let conv = Conv2dConfig::new([inputs, outputs], [3, 3]).init(&device);
+        // The images themselves need no gradient: conv1 computes only its weight gradient.
+        let needs_input_grad = inputs > 1;
+        let mut x =
+            Tensor::<4>::random([BATCH, inputs, side, side], Distribution::Default, &device);
+        if needs_input_grad {
+            x = x.require_grad();
+        }
+        let macs = (BATCH * (side - 2).pow(2) * outputs * inputs * 9) as f64;
+        let (fwd, bwd) = forward_backward(&conv, &x, needs_input_grad, |x| conv.forward(x));
+        let weight = conv.weight.val();
+        let bias = conv.bias.as_ref().expect("bias").val();
+        let (m_fwd, m_bwd) = forward_backward(&conv, &x, needs_input_grad, |x| {
+            conv_as_matmul(x, weight.clone(), bias.clone())
+        });
+        totals[0] += fwd;
+        totals[1] += bwd;
+        let backward_macs = if needs_input_grad { 2.0 } else { 1.0 } * macs;
+        println!(
+            "{name}: conv2d forward {fwd:6.2} ({:5.2} GFLOP/s), backward {bwd:6.2} ({:5.2} GFLOP/s) | as slices+matmul: forward {m_fwd:6.2}, backward {m_bwd:6.2}",
+            2.0 * macs / fwd / 1e6,
+            2.0 * backward_macs / bwd / 1e6,
+        );
+    }
+    println!(
+        "all four conv2d: forward {:.1} ms, backward {:.1} ms per batch",
+        totals[0], totals[1]
+    );
+}
