@@ -29,6 +29,25 @@ fn parse_number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, Stri
         .map_err(|_| format!("{flag} expects a number, got {value:?}"))
 }
 
+/// Walks `--flag value` pairs, handing each to `apply`.
+fn for_each_flag(
+    args: &[String],
+    mut apply: impl FnMut(&str, &str) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        apply(flag, value)?;
+    }
+    Ok(())
+}
+
+fn unknown_option(flag: &str) -> Result<(), String> {
+    Err(format!("unknown option {flag}\n{USAGE}"))
+}
+
 fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
     let mut parsed = TrainArgs {
         data: PathBuf::from("data"),
@@ -37,15 +56,11 @@ fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
         json: None,
         weights: None,
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+    for_each_flag(args, |flag, value| {
         let c = &mut parsed.config;
-        match flag.as_str() {
+        match flag {
             "--data" => parsed.data = value.into(),
-            "--backend" => parsed.backend = value.clone(),
+            "--backend" => parsed.backend = value.into(),
             "--epochs" => c.epochs = parse_number(flag, value)?,
             "--limit" => c.limit = Some(parse_number(flag, value)?),
             "--batch" => c.batch_size = parse_number(flag, value)?,
@@ -54,9 +69,10 @@ fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
             "--seed" => c.seed = parse_number(flag, value)?,
             "--json" => parsed.json = Some(value.into()),
             "--weights" => parsed.weights = Some(value.into()),
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+            _ => return unknown_option(flag),
         }
-    }
+        Ok(())
+    })?;
     Ok(parsed)
 }
 
@@ -172,19 +188,16 @@ fn run_bench(args: &[String]) -> Result<(), String> {
     let mut backends = "cpu".to_string();
     let mut config = BenchConfig::default();
     let mut json = None;
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
+    for_each_flag(args, |flag, value| {
+        match flag {
             "--data" => data = value.into(),
-            "--backend" => backends = value.clone(),
+            "--backend" => backends = value.into(),
             "--windows" => config.windows = parse_number(flag, value)?,
             "--json" => json = Some(PathBuf::from(value)),
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+            _ => return unknown_option(flag),
         }
-    }
+        Ok(())
+    })?;
     let (train_file, _) = load_dir(&data).map_err(|e| e.to_string())?;
     let mut results = Vec::new();
     for name in backends.split(',') {

@@ -145,4 +145,17 @@ fn cli_summary_prints_each_layer_and_the_total() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("missing"));
+    for (args, message) in [
+        (&["bench", "--bogus", "1"][..], "unknown option --bogus"),
+        (&["train", "--epochs"][..], "--epochs needs a value"),
+        (&["train", "--lr", "fast"][..], "--lr expects a number"),
+    ] {
+        let wrong = Command::new(env!("CARGO_BIN_EXE_mnist7k"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(wrong.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&wrong.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
 }
