@@ -35,7 +35,9 @@ export function createProgress({ status, backend, notice, bar, text, bench }) {
   function evaluation(done, total) {
     bar.max = total;
     bar.value = done;
-    text.textContent = `computing metrics · ${done.toLocaleString('en')} of ${total.toLocaleString('en')} images`;
+    text.textContent = done < total
+      ? `computing metrics · ${done.toLocaleString('en')} of ${total.toLocaleString('en')} images`
+      : `metrics computed on all ${total.toLocaleString('en')} images`;
   }
 
   // The speed test's result; data-result keeps the numbers for scripts/bench-browser.mjs.
