@@ -72,7 +72,10 @@ pub async fn run(
     train_file: &Mnist,
     config: BenchConfig,
 ) -> Result<BenchResult, TrainError> {
-    if config.windows == 0 || config.batches_per_window == 0 || config.batches_per_window % 8 != 0 {
+    if config.windows == 0
+        || config.batches_per_window == 0
+        || !config.batches_per_window.is_multiple_of(8)
+    {
         return Err(TrainError::Config(
             "benchmark windows need a positive multiple of 8 batches".into(),
         ));

@@ -354,7 +354,7 @@ impl Trainer {
         });
         let batch = self.cursor.div_ceil(self.config.batch_size);
         let epoch_over = self.cursor >= self.order.len();
-        let read = if batch % self.read_every == 0 || epoch_over {
+        let read = if batch.is_multiple_of(self.read_every) || epoch_over {
             let running = self.read_running_means().await?;
             self.last_read = Some(running);
             Some(running)

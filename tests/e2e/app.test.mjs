@@ -3,7 +3,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  MINUTE, NO_WEBGPU_ARGS, WEBGPU_ARGS, byId, measureSpeed, openPage, serveApp, waitForState,
+  MINUTE, NO_WEBGPU_ARGS, WEBGPU_ARGS, byId, longestTaskSince, measureSpeed, openPage, serveApp,
+  waitForState,
 } from './harness.mjs';
 
 let stopServer = () => {};
@@ -32,9 +33,14 @@ async function trainShortRun(page, minAccuracy) {
   await waitForState(page, 'idle', 5 * MINUTE);
   const counts = await byId(page, 'class-counts').textContent();
   assert.match(counts, /5923/, 'class counts of the training file are shown');
+  const since = await page.evaluate(() => performance.now());
   await byId(page, 'train').click();
   await waitForState(page, 'training', MINUTE);
   await waitForState(page, 'done', 15 * MINUTE);
+  // Training and metrics run in the worker: the page never freezes.
+  const longest = await longestTaskSince(page, since);
+  console.log(`longest main-thread task while training: ${longest.toFixed(0)} ms`);
+  assert.ok(longest < 100, `a main-thread task took ${longest} ms while training`);
   const points = Number(await byId(page, 'chart-loss').getAttribute('data-points'));
   assert.ok(points >= 2, `the loss chart has points (${points})`);
   const report = await byId(page, 'report-test').textContent();

@@ -51,12 +51,23 @@ export async function openPage(args, query) {
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, ...args] });
   const context = await browser.newContext();
   const page = await context.newPage();
+  // Main-thread tasks over 50 ms, as Chromium reports them, for longestTaskSince().
+  await page.addInitScript(() => {
+    window.longTasks = [];
+    new PerformanceObserver((list) => window.longTasks.push(...list.getEntries().map((e) => [e.startTime, e.duration])))
+      .observe({ type: 'longtask', buffered: true });
+  });
   const errors = [];
   page.on('pageerror', (error) => errors.push(String(error)));
   page.on('console', (message) => {
     if (message.type() === 'error') errors.push(`${message.text()} (${message.location().url})`);
   });
   return { browser, context, page, errors, open: () => page.goto(`${BASE}${query}`) };
+}
+
+// The longest main-thread task (ms) that started after `since` (the page's performance.now()).
+export async function longestTaskSince(page, since) {
+  return page.evaluate((t0) => Math.max(0, ...window.longTasks.filter(([start]) => start >= t0).map(([, d]) => d)), since);
 }
 
 export const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
