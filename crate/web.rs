@@ -169,7 +169,8 @@ impl Mnist7k {
                 Event::Batch(_) => {
                     batches += 1;
                     // On the CPU the live model is already where predictions run: share it.
-                    if compute.backend == crate::backend::Backend::Cpu && batches % 25 == 0 {
+                    if compute.backend == crate::backend::Backend::Cpu && batches.is_multiple_of(25)
+                    {
                         *self.predictor.borrow_mut() = Some(trainer.inference_model());
                     }
                 }

@@ -181,19 +181,16 @@ async fn predict_rejects_wrong_input_with_an_error() {
     let wrong = app
         .predict(vec![0.5; 100])
         .await
-        .err()
-        .expect("100 pixels is an error");
+        .expect_err("100 pixels is an error");
     assert!(message(wrong).contains("784 pixels"));
     let untrained = app
         .predict(vec![0.5; PIXELS])
         .await
-        .err()
-        .expect("no weights yet is an error");
+        .expect_err("no weights yet is an error");
     assert!(message(untrained).contains("no trained weights"));
     let bad_weights = app
         .load_weights("{\"format\": 3}")
-        .err()
-        .expect("a bad weights file is an error");
+        .expect_err("a bad weights file is an error");
     assert!(message(bad_weights).contains("weights file"));
 }
 
