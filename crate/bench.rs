@@ -49,6 +49,26 @@ pub struct BenchResult {
     pub first_batch_seconds: f64,
     /// Running training loss after the last batch: a fast but wrong kernel shows here.
     pub final_loss: f64,
+    /// [`peak_memory_mib`] when the run ended.
+    pub peak_memory_mib: Option<f64>,
+}
+
+/// Peak memory so far, in MiB: the wasm heap in a browser (linear memory only grows, so its size
+/// is its peak), the process's resident peak natively (Linux `VmHWM`; `None` elsewhere).
+pub fn peak_memory_mib() -> Option<f64> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use wasm_bindgen::JsCast;
+        let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+        Some(js_sys::ArrayBuffer::from(memory.buffer()).byte_length() as f64 / 1_048_576.0)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -114,6 +134,7 @@ pub async fn run(
         window_samples_per_second: windows,
         first_batch_seconds,
         final_loss: loss,
+        peak_memory_mib: peak_memory_mib(),
     })
 }
 

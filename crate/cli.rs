@@ -175,14 +175,6 @@ fn train(args: TrainArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Peak resident memory of this process (Linux), in MiB.
-fn peak_memory_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
 fn run_bench(args: &[String]) -> Result<(), String> {
     let mut data = PathBuf::from("data");
     let mut backends = "cpu".to_string();
@@ -205,26 +197,22 @@ fn run_bench(args: &[String]) -> Result<(), String> {
         let result = pollster::block_on(bench::run(&compute, &train_file, config))
             .map_err(|e| e.to_string())?;
         println!(
-            "{:<6} {:>8.0} samples/s  {:>7.1} ms/batch  {:>6.2} GFLOP/s  first batch {:.2} s  loss {:.3}  windows {:?}",
+            "{:<6} {:>8.0} samples/s  {:>7.1} ms/batch  {:>6.2} GFLOP/s  first batch {:.2} s  loss {:.3}  process peak {}  windows {:?}",
             result.backend,
             result.samples_per_second,
             result.ms_per_batch,
             result.gflops,
             result.first_batch_seconds,
             result.final_loss,
+            result.peak_memory_mib.map_or("–".into(), |mib| format!("{mib:.0} MiB")),
             result.window_samples_per_second.iter().map(|v| v.round()).collect::<Vec<_>>()
         );
         results.push(result);
-    }
-    let peak = peak_memory_mib();
-    if let Some(mib) = peak {
-        println!("peak memory (whole process): {mib:.0} MiB");
     }
     if let Some(path) = json {
         let report = serde_json::json!({
             "where": "native",
             "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            "peak_memory_mib": peak,
             "results": results,
         });
         std::fs::write(

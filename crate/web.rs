@@ -7,7 +7,6 @@ use std::rc::Rc;
 use burn::prelude::*;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::backend::ComputeDevice;
@@ -66,19 +65,6 @@ struct MetricsReply<'a> {
     weights_from: &'a str,
     #[serde(flatten)]
     metrics: &'a evaluation::Metrics,
-}
-
-#[derive(Serialize)]
-struct BenchReply<'a> {
-    #[serde(flatten)]
-    result: &'a bench::BenchResult,
-    peak_memory_mib: f64,
-}
-
-/// The wasm heap's size in MiB: linear memory only grows, so this is its peak.
-pub fn wasm_heap_mib() -> f64 {
-    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
-    js_sys::ArrayBuffer::from(memory.buffer()).byte_length() as f64 / 1_048_576.0
 }
 
 /// One browser session: data, the chosen device, the latest weights and a CPU copy for drawing.
@@ -290,10 +276,7 @@ impl Mnist7k {
         let result = bench::run(&self.compute()?, &data.train_file, config)
             .await
             .map_err(js_error)?;
-        to_js(&BenchReply {
-            result: &result,
-            peak_memory_mib: wasm_heap_mib(),
-        })
+        to_js(&result)
     }
 
     /// The 784 pixel bytes of test image `index`, for the gallery of mistakes.

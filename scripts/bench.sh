@@ -32,7 +32,7 @@ const fs = require('fs');
 const [dir, out] = process.argv.slice(2);
 const os = require('os');
 const native = JSON.parse(fs.readFileSync(`${dir}/native.json`, 'utf8'));
-const rows = native.results.map((r) => ({ where: `native (${native.threads} threads)`, ...r, peak_memory_mib: native.peak_memory_mib }));
+const rows = native.results.map((r) => ({ where: `native (${native.threads} threads)`, ...r }));
 for (const browser of ['firefox', 'chrome']) {
   const file = `${dir}/${browser}.jsonl`;
   if (!fs.existsSync(file)) continue;

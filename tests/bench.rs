@@ -7,7 +7,6 @@
 use mnist7k::backend::ComputeDevice;
 use mnist7k::bench::{run, BenchConfig};
 use mnist7k::data::{Mnist, NamedBytes};
-use mnist7k::web::wasm_heap_mib;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
 
@@ -37,8 +36,7 @@ async fn bench(compute: ComputeDevice, config: BenchConfig) {
     )
     .unwrap();
     let result = run(&compute, &data, config).await.unwrap();
-    let mut result = serde_json::to_value(&result).unwrap();
-    result["peak_memory_mib"] = wasm_heap_mib().into();
+    let result = serde_json::to_value(&result).unwrap();
     let line =
         serde_json::json!({ "where": "browser", "user_agent": user_agent(), "result": result });
     web_sys::console::log_1(&JsValue::from_str(&format!("BENCH_JSON {line}")));

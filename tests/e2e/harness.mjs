@@ -6,7 +6,7 @@ import { chromium } from 'playwright-core';
 export const MINUTE = 60_000;
 const PORT = Number(process.env.E2E_PORT ?? 8123);
 // E2E_BASE points at an already running server instead of starting `trunk serve`.
-export const BASE = process.env.E2E_BASE ?? `http://127.0.0.1:${PORT}/`;
+const BASE = process.env.E2E_BASE ?? `http://127.0.0.1:${PORT}/`;
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const BASE_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run', '--disable-quic'];
