@@ -1,6 +1,6 @@
 //! mnist7k: the report's 6,722-parameter MNIST CNN, trained with burn natively or in a browser.
 //!
-//! Plain Rust, tested natively: [`model`] (the network), [`data`] (IDX files), [`training`] (the
+//! Plain Rust, tested natively: [`model`] (the network), [`conv`] (its convolutions, fast on the CPU), [`data`] (IDX files), [`training`] (the
 //! recipe), [`evaluation`] and [`metrics`] (reports), [`weights`] (portable parameters),
 //! [`pad`] (drawing preprocessing) and [`backend`] (device choice). `web` holds the thin
 //! wasm-bindgen layer.
@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod bench;
 pub mod clock;
+pub mod conv;
 pub mod data;
 pub mod evaluation;
 pub mod metrics;

@@ -6,6 +6,8 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
+
+use crate::conv::conv3x3;
 use serde::Serialize;
 
 pub const IMAGE_SIDE: usize = 28;
@@ -75,11 +77,11 @@ impl Cnn {
     pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
         let [batch, _] = images.dims();
         let x = images.reshape([batch, 1, IMAGE_SIDE, IMAGE_SIDE]);
-        let x = relu(self.conv1.forward(x));
-        let x = relu(self.conv2.forward(x));
+        let x = relu(conv3x3(&self.conv1, x));
+        let x = relu(conv3x3(&self.conv2, x));
         let x = self.pool.forward(x);
-        let x = relu(self.conv3.forward(x));
-        let x = relu(self.conv4.forward(x));
+        let x = relu(conv3x3(&self.conv3, x));
+        let x = relu(conv3x3(&self.conv4, x));
         let x = self.pool.forward(x);
         let x = x.reshape([batch, 256]);
         self.dense.forward(self.dropout.forward(x))

@@ -1,7 +1,7 @@
 //! Where a CPU training batch goes: each convolution of the network timed alone on burn's `flex`
 //! backend at batch 128, forward and backward (weight gradient, and input gradient where
-//! training needs one), next to the same convolution written as slices + a batched matmul (an
-//! im2col at the tensor level, so that autodiff's backward is a matmul too).
+//! training needs one), once as burn's own `conv2d` and once as the network's direct 3x3 op
+//! (`mnist7k::conv::conv3x3`).
 //!
 //! `cargo run --profile quick --example conv_profile` (numbers in the README's benchmark section).
 
@@ -10,6 +10,7 @@ use std::time::Instant;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use mnist7k::conv::conv3x3;
 
 const BATCH: usize = 128;
 /// The network's convolutions: name, input channels, output channels, input side.
@@ -33,23 +34,6 @@ fn median_ms(mut f: impl FnMut()) -> f64 {
         .collect();
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
-}
-
-/// A 3x3 "valid" convolution as nine shifted slices stacked into columns and one matmul.
-fn conv_as_matmul(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
-    let [batch, channels, height, width] = x.dims();
-    let outputs = weight.dims()[0];
-    let (out_h, out_w) = (height - 2, width - 2);
-    let shifted = (0..9)
-        .map(|k| {
-            let (kh, kw) = (k / 3, k % 3);
-            x.clone()
-                .slice([0..batch, 0..channels, kh..kh + out_h, kw..kw + out_w])
-        })
-        .collect();
-    let columns = Tensor::stack::<5>(shifted, 2).reshape([batch, channels * 9, out_h * out_w]);
-    let out = weight.reshape([1, outputs, channels * 9]).matmul(columns);
-    (out + bias.reshape([1, outputs, 1])).reshape([batch, outputs, out_h, out_w])
 }
 
 /// Forward (graph recorded, not run backward) and backward times of `forward`, reading every
@@ -79,7 +63,7 @@ fn forward_backward(
 
 fn main() {
     let device = Device::flex().autodiff();
-    let mut totals = [0.0f64; 2];
+    let mut totals = [0.0f64; 4];
     println!("{BATCH} images per batch, flex backend, median of 15 runs (ms)");
     for (name, inputs, outputs, side) in LAYERS {
         let conv = Conv2dConfig::new([inputs, outputs], [3, 3]).init(&device);
@@ -92,22 +76,22 @@ fn main() {
         }
         let macs = (BATCH * (side - 2).pow(2) * outputs * inputs * 9) as f64;
         let (fwd, bwd) = forward_backward(&conv, &x, needs_input_grad, |x| conv.forward(x));
-        let weight = conv.weight.val();
-        let bias = conv.bias.as_ref().expect("bias").val();
-        let (m_fwd, m_bwd) = forward_backward(&conv, &x, needs_input_grad, |x| {
-            conv_as_matmul(x, weight.clone(), bias.clone())
-        });
-        totals[0] += fwd;
-        totals[1] += bwd;
+        let (d_fwd, d_bwd) = forward_backward(&conv, &x, needs_input_grad, |x| conv3x3(&conv, x));
+        for (total, time) in totals.iter_mut().zip([fwd, bwd, d_fwd, d_bwd]) {
+            *total += time;
+        }
         let backward_macs = if needs_input_grad { 2.0 } else { 1.0 } * macs;
+        let gflops = |macs: f64, ms: f64| 2.0 * macs / ms / 1e6;
         println!(
-            "{name}: conv2d forward {fwd:6.2} ({:5.2} GFLOP/s), backward {bwd:6.2} ({:5.2} GFLOP/s) | as slices+matmul: forward {m_fwd:6.2}, backward {m_bwd:6.2}",
-            2.0 * macs / fwd / 1e6,
-            2.0 * backward_macs / bwd / 1e6,
+            "{name}: burn conv2d forward {fwd:6.2} ({:5.2} GFLOP/s), backward {bwd:6.2} ({:5.2}) | conv3x3 forward {d_fwd:6.2} ({:5.2}), backward {d_bwd:6.2} ({:5.2})",
+            gflops(macs, fwd),
+            gflops(backward_macs, bwd),
+            gflops(macs, d_fwd),
+            gflops(backward_macs, d_bwd),
         );
     }
     println!(
-        "all four conv2d: forward {:.1} ms, backward {:.1} ms per batch",
-        totals[0], totals[1]
+        "all four, per batch: burn conv2d forward {:.1} ms, backward {:.1} ms | conv3x3 forward {:.1} ms, backward {:.1} ms",
+        totals[0], totals[1], totals[2], totals[3]
     );
 }

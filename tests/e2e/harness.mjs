@@ -47,6 +47,9 @@ export async function serveApp() {
   return stop;
 }
 
+// What went wrong in each page (uncaught errors, console errors, failed requests), for messages.
+const pageErrors = new WeakMap();
+
 export async function openPage(args, query) {
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, ...args] });
   const context = await browser.newContext();
@@ -62,6 +65,9 @@ export async function openPage(args, query) {
   page.on('console', (message) => {
     if (message.type() === 'error') errors.push(`${message.text()} (${message.location().url})`);
   });
+  // A network failure ("Failed to fetch" in the page) names its URL and Chromium's reason here.
+  page.on('requestfailed', (request) => errors.push(`request failed: ${request.url()} (${request.failure()?.errorText})`));
+  pageErrors.set(page, errors);
   return { browser, context, page, errors, open: () => page.goto(`${BASE}${query}`) };
 }
 
@@ -72,11 +78,17 @@ export async function longestTaskSince(page, since) {
 
 export const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
 
+// Waits for the status to reach `state`; an error status ends the wait at once (unless awaited).
 export async function waitForState(page, state, timeout) {
   const status = byId(page, 'status');
-  await status.and(page.locator(`[data-state="${state}"]`)).waitFor({ timeout }).catch(async (error) => {
-    throw new Error(`status never reached ${state}: ${await status.getAttribute('data-state')} "${await status.textContent()}" (${error.message})`);
+  const settled = state === 'error' ? `[data-state="error"]` : `[data-state="${state}"], [data-state="error"]`;
+  const describe = async () => `${await status.getAttribute('data-state')} "${await status.textContent()}"; page errors: ${JSON.stringify(pageErrors.get(page) ?? [])}`;
+  await status.and(page.locator(settled)).waitFor({ timeout }).catch(async (error) => {
+    throw new Error(`status never reached ${state} (${error.message}): ${await describe()}`);
   });
+  if (await status.getAttribute('data-state') !== state) {
+    throw new Error(`status became error while waiting for ${state}: ${await describe()}`);
+  }
 }
 
 // Presses "Measure speed" and returns the benchmark result the page shows (data-result).

@@ -1,0 +1,556 @@
+//! The network's 3x3 "valid" convolutions as one backend op with a hand-written backward pass.
+//!
+//! burn 0.22's `flex` turns every convolution into layout copies, im2col and a small gemm, and
+//! its backward pass into a transposed convolution plus a convolution with batch and channels
+//! swapped: at 1 to 16 channels that ran at 1-15 GFLOP/s and made up nearly all of a training
+//! step. Here the CPU path is a direct convolution whose inner loop is one output row held in
+//! registers (a const-generic width, so it vectorises to SIMD128 in the browser and SSE/AVX
+//! natively); other backends (WebGPU) and other dtypes keep burn's own convolution ops.
+//!
+//! The op is a burn backend extension: [`Conv3x3Backend`] is implemented for `Flex` (the fast
+//! kernels), for the cubecl backend (burn's ops) and for `Autodiff` (the backward pass below),
+//! and [`conv3x3`] reaches it through burn's runtime dispatch.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ConvOptions;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Backend, Cube, Dispatch, Flex, TensorMetadata};
+use burn::nn::conv::Conv2d;
+use burn::tensor::{DType, Shape, Tensor, TensorData};
+
+/// `layer` (3x3 kernel, stride 1, no padding, with bias) applied to `x` `[batch, c_in, h, w]`.
+pub fn conv3x3(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let bias = layer
+        .bias
+        .as_ref()
+        .expect("the network's convolutions all have a bias")
+        .val();
+    Tensor::from_dispatch(Dispatch::conv3x3(
+        x.into_dispatch(),
+        layer.weight.val().into_dispatch(),
+        bias.into_dispatch(),
+    ))
+}
+
+fn valid() -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [0, 0], [1, 1], 1)
+}
+
+/// burn's own ops: what every backend but `flex` (f32) runs.
+mod reference {
+    use super::*;
+
+    pub fn forward<B: Backend>(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        bias: FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        B::conv2d(x, weight, Some(bias), valid())
+    }
+
+    pub fn x_backward<B: Backend>(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        grad: FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        B::conv2d_x_backward(x, weight, grad, valid())
+    }
+
+    pub fn weight_backward<B: Backend>(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        grad: FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        B::conv2d_weight_backward(x, weight, grad, valid())
+    }
+
+    pub fn bias_backward<B: Backend>(grad: FloatTensor<B>) -> FloatTensor<B> {
+        let channels = grad.shape()[1];
+        let summed = B::float_sum_dims(grad, &[0, 2, 3]);
+        B::float_reshape(summed, Shape::new([channels]))
+    }
+}
+
+/// A valid 3x3 convolution, stride 1, with bias, and the three parts of its gradient.
+#[backend_extension(Flex, Cube, Autodiff)]
+pub trait Conv3x3Backend: Backend {
+    fn conv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        reference::forward::<Self>(x, weight, bias)
+    }
+
+    fn conv3x3_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        reference::x_backward::<Self>(x, weight, grad)
+    }
+
+    fn conv3x3_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        reference::weight_backward::<Self>(x, weight, grad)
+    }
+
+    fn conv3x3_bias_backward(grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        reference::bias_backward::<Self>(grad)
+    }
+}
+
+/// WebGPU (and native wgpu): burn's kernels.
+impl Conv3x3Backend for Cube {}
+
+/// The direct kernels where the data is f32 and the widths are the network's; burn's ops otherwise.
+impl Conv3x3Backend for Flex {
+    fn conv3x3(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        match Geometry::of(&x, &weight) {
+            Some(g) if g.supported(g.width - 2) => {
+                let out = kernels::forward(g, &f32s(&x), &f32s(&weight), &f32s(&bias));
+                flex(out, [g.batch, g.c_out, g.height - 2, g.width - 2])
+            }
+            _ => reference::forward::<Self>(x, weight, bias),
+        }
+    }
+
+    fn conv3x3_x_backward(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        match Geometry::of(&x, &weight) {
+            Some(g) if g.supported(g.width) => {
+                let out = kernels::x_backward(g, &f32s(&weight), &f32s(&grad));
+                flex(out, [g.batch, g.c_in, g.height, g.width])
+            }
+            _ => reference::x_backward::<Self>(x, weight, grad),
+        }
+    }
+
+    fn conv3x3_weight_backward(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        match Geometry::of(&x, &weight) {
+            Some(g) if g.supported(g.width - 2) => {
+                let out = kernels::weight_backward(g, &f32s(&x), &f32s(&grad));
+                flex(out, [g.c_out, g.c_in, 3, 3])
+            }
+            _ => reference::weight_backward::<Self>(x, weight, grad),
+        }
+    }
+
+    fn conv3x3_bias_backward(grad: FlexTensor) -> FlexTensor {
+        if grad.dtype() != DType::F32 {
+            return reference::bias_backward::<Self>(grad);
+        }
+        let shape = grad.shape();
+        let (batch, channels, plane) = (shape[0], shape[1], shape[2] * shape[3]);
+        let out = kernels::bias_backward(batch, channels, plane, &f32s(&grad));
+        flex(out, [channels])
+    }
+}
+
+/// A contiguous f32 copy only where the layout needs one (a transposed view, say).
+fn f32s(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match tensor.as_slice::<f32>() {
+        Some(slice) => std::borrow::Cow::Borrowed(slice),
+        None => std::borrow::Cow::Owned(
+            tensor
+                .to_contiguous()
+                .as_slice::<f32>()
+                .expect("a contiguous f32 tensor")
+                .to_vec(),
+        ),
+    }
+}
+
+fn flex<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// The sizes of one convolution: input `[batch, c_in, height, width]`, weight `[c_out, c_in, 3, 3]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub batch: usize,
+    pub c_in: usize,
+    pub c_out: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl Geometry {
+    fn of(x: &FlexTensor, weight: &FlexTensor) -> Option<Self> {
+        let (xs, ws) = (x.shape(), weight.shape());
+        let f32_3x3 = x.dtype() == DType::F32
+            && weight.dtype() == DType::F32
+            && xs.num_dims() == 4
+            && ws.num_dims() == 4
+            && ws[1] == xs[1]
+            && ws[2] == 3
+            && ws[3] == 3
+            && xs[2] >= 3
+            && xs[3] >= 3;
+        f32_3x3.then(|| Self {
+            batch: xs[0],
+            c_in: xs[1],
+            c_out: ws[0],
+            height: xs[2],
+            width: xs[3],
+        })
+    }
+
+    /// Whether the kernels have a register-resident row for this output width.
+    fn supported(&self, row: usize) -> bool {
+        kernels::WIDTHS.contains(&row)
+    }
+}
+
+/// Plain-slice kernels, NCHW, f32; images are independent, so natively they run in parallel.
+pub mod kernels {
+    use super::Geometry;
+    use wide::f32x4;
+
+    /// Row widths with a specialised kernel: the network's output rows (26, 24, 10, 8) and the
+    /// input rows whose gradient it needs (26, 12, 10).
+    pub const WIDTHS: [usize; 5] = [8, 10, 12, 24, 26];
+
+    macro_rules! by_width {
+        ($width:expr, $kernel:ident($($arg:expr),*)) => {
+            match $width {
+                8 => $kernel::<8>($($arg),*),
+                10 => $kernel::<10>($($arg),*),
+                12 => $kernel::<12>($($arg),*),
+                24 => $kernel::<24>($($arg),*),
+                26 => $kernel::<26>($($arg),*),
+                other => unreachable!("no 3x3 kernel for rows of {other}"),
+            }
+        };
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn each_image(out: &mut [f32], image_len: usize, kernel: impl Fn(usize, &mut [f32]) + Sync) {
+        use rayon::prelude::*;
+        out.par_chunks_mut(image_len)
+            .enumerate()
+            .for_each(|(n, image)| kernel(n, image));
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn each_image(out: &mut [f32], image_len: usize, kernel: impl Fn(usize, &mut [f32])) {
+        out.chunks_mut(image_len)
+            .enumerate()
+            .for_each(|(n, image)| kernel(n, image));
+    }
+
+    /// `out[n, co] = bias[co] + sum over ci of x[n, ci] correlated with weight[co, ci]`.
+    pub fn forward(g: Geometry, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+        let (oh, ow) = (g.height - 2, g.width - 2);
+        let mut out = vec![0.0; g.batch * g.c_out * oh * ow];
+        let image_in = g.c_in * g.height * g.width;
+        each_image(&mut out, g.c_out * oh * ow, |n, image| {
+            let input = &x[n * image_in..][..image_in];
+            by_width!(ow, correlate(g.c_in, g.height, input, weight, bias, image))
+        });
+        out
+    }
+
+    /// One image: `input` `[c_in, h, OW + 2]`, `weight` `[c_out, c_in, 3, 3]`, `out`
+    /// `[c_out, h - 2, OW]`. Each output row is accumulated in a `[f32; OW]` that stays in
+    /// registers across the 9 * c_in taps.
+    fn correlate<const OW: usize>(
+        c_in: usize,
+        height: usize,
+        input: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
+        let width = OW + 2;
+        let oh = height - 2;
+        for (co, out_plane) in out.chunks_exact_mut(oh * OW).enumerate() {
+            let kernel = &weight[co * c_in * 9..][..c_in * 9];
+            for (y, out_row) in out_plane.chunks_exact_mut(OW).enumerate() {
+                let mut acc = [bias[co]; OW];
+                for (ci, taps) in kernel.chunks_exact(9).enumerate() {
+                    let plane = &input[ci * height * width..][..height * width];
+                    for ky in 0..3 {
+                        let row = &plane[(y + ky) * width..][..width];
+                        for kx in 0..3 {
+                            let tap = taps[ky * 3 + kx];
+                            let src: &[f32; OW] = row[kx..kx + OW].try_into().unwrap();
+                            for (a, s) in acc.iter_mut().zip(src) {
+                                *a += tap * s;
+                            }
+                        }
+                    }
+                }
+                out_row.copy_from_slice(&acc);
+            }
+        }
+    }
+
+    /// The input gradient: the output gradient, zero-padded by 2, correlated with the kernel
+    /// rotated by 180 degrees and with its channel axes swapped.
+    pub fn x_backward(g: Geometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
+        let (oh, ow) = (g.height - 2, g.width - 2);
+        let (ph, pw) = (g.height + 2, g.width + 2);
+        let flipped = flip_kernel(g, weight);
+        let zero_bias = vec![0.0; g.c_in];
+        let mut out = vec![0.0; g.batch * g.c_in * g.height * g.width];
+        let image_grad = g.c_out * oh * ow;
+        each_image(&mut out, g.c_in * g.height * g.width, |n, image| {
+            let mut padded = vec![0.0; g.c_out * ph * pw];
+            for (plane, src_plane) in padded
+                .chunks_exact_mut(ph * pw)
+                .zip(grad[n * image_grad..][..image_grad].chunks_exact(oh * ow))
+            {
+                for (y, src_row) in src_plane.chunks_exact(ow).enumerate() {
+                    plane[(y + 2) * pw + 2..][..ow].copy_from_slice(src_row);
+                }
+            }
+            by_width!(
+                g.width,
+                correlate(g.c_out, ph, &padded, &flipped, &zero_bias, image)
+            )
+        });
+        out
+    }
+
+    /// `[c_out, c_in, ky, kx]` to `[c_in, c_out, 2 - ky, 2 - kx]`.
+    fn flip_kernel(g: Geometry, weight: &[f32]) -> Vec<f32> {
+        let mut flipped = vec![0.0; weight.len()];
+        for co in 0..g.c_out {
+            for ci in 0..g.c_in {
+                for t in 0..9 {
+                    flipped[(ci * g.c_out + co) * 9 + 8 - t] = weight[(co * g.c_in + ci) * 9 + t];
+                }
+            }
+        }
+        flipped
+    }
+
+    /// `gw[co, ci, ky, kx] = sum over n, y, x of grad[n, co, y, x] * x[n, ci, y + ky, x + kx]`.
+    pub fn weight_backward(g: Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+        let len = g.c_out * g.c_in * 9;
+        let image_in = g.c_in * g.height * g.width;
+        let image_grad = g.c_out * (g.height - 2) * (g.width - 2);
+        let image = |n: usize, acc: &mut [f32]| {
+            let input = &x[n * image_in..][..image_in];
+            let grad = &grad[n * image_grad..][..image_grad];
+            by_width!(g.width - 2, weight_grad_image(g, input, grad, acc))
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use rayon::prelude::*;
+            (0..g.batch)
+                .into_par_iter()
+                .fold(
+                    || vec![0.0; len],
+                    |mut acc, n| {
+                        image(n, &mut acc);
+                        acc
+                    },
+                )
+                .reduce(
+                    || vec![0.0; len],
+                    |mut a, b| {
+                        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                        a
+                    },
+                )
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let mut acc = vec![0.0; len];
+            (0..g.batch).for_each(|n| image(n, &mut acc));
+            acc
+        }
+    }
+
+    /// One image's share of the weight gradient, added to `acc` `[c_out, c_in, 3, 3]`. The nine
+    /// taps' partial sums live in nine 4-lane registers while a gradient row and the three input
+    /// rows under it are read once, 4 columns at a time (a `[f32; OW]` per tap made every row a
+    /// memory round trip); the `OW % 4` last columns are summed as scalars.
+    fn weight_grad_image<const OW: usize>(
+        g: Geometry,
+        input: &[f32],
+        grad: &[f32],
+        acc: &mut [f32],
+    ) {
+        let (height, width, oh) = (g.height, OW + 2, g.height - 2);
+        let vector_end = OW / 4 * 4;
+        let load = |values: &[f32], at: usize| f32x4::new(values[at..at + 4].try_into().unwrap());
+        for (co, grad_plane) in grad.chunks_exact(oh * OW).enumerate() {
+            for ci in 0..g.c_in {
+                let plane = &input[ci * height * width..][..height * width];
+                let mut lanes = [f32x4::ZERO; 9];
+                let mut tail = [0.0f32; 9];
+                for (y, grad_row) in grad_plane.chunks_exact(OW).enumerate() {
+                    let rows = [0, 1, 2].map(|ky| &plane[(y + ky) * width..][..width]);
+                    for x in (0..vector_end).step_by(4) {
+                        let d = load(grad_row, x);
+                        for (ky, row) in rows.iter().enumerate() {
+                            for kx in 0..3 {
+                                let t = ky * 3 + kx;
+                                lanes[t] = d.mul_add(load(row, x + kx), lanes[t]);
+                            }
+                        }
+                    }
+                    for x in vector_end..OW {
+                        for (ky, row) in rows.iter().enumerate() {
+                            for kx in 0..3 {
+                                tail[ky * 3 + kx] += grad_row[x] * row[x + kx];
+                            }
+                        }
+                    }
+                }
+                let out = &mut acc[(co * g.c_in + ci) * 9..][..9];
+                for ((o, lane), t) in out.iter_mut().zip(lanes).zip(tail) {
+                    *o += lane.reduce_add() + t;
+                }
+            }
+        }
+    }
+
+    /// `gb[c] = sum over n and the plane of grad[n, c]`.
+    pub fn bias_backward(batch: usize, channels: usize, plane: usize, grad: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; channels];
+        for image in grad.chunks_exact(channels * plane).take(batch) {
+            for (o, values) in out.iter_mut().zip(image.chunks_exact(plane)) {
+                *o += values.iter().sum::<f32>();
+            }
+        }
+        out
+    }
+}
+
+/// Training: forward with the fast op, backward with its three gradient ops.
+impl<B: Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
+    fn conv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Conv3x3Backward;
+
+        impl<B: Conv3x3Backend> Backward<B, 3> for Conv3x3Backward {
+            type State = (NodeId, NodeId);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_weight, node_bias] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x_state, weight_state) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
+                if let Some(node) = node_x {
+                    let dx = B::conv3x3_x_backward(x.clone(), weight.clone(), grad.clone());
+                    grads.register::<B>(node.id, dx);
+                }
+                if let Some(node) = node_weight {
+                    let dw = B::conv3x3_weight_backward(x, weight, grad.clone());
+                    grads.register::<B>(node.id, dw);
+                }
+                if let Some(node) = node_bias {
+                    grads.register::<B>(node.id, B::conv3x3_bias_backward(grad));
+                }
+            }
+        }
+
+        match Conv3x3Backward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&weight));
+                let out = B::conv3x3(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                );
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv3x3(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+            )),
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::prelude::Device;
+    use burn::tensor::Distribution;
+
+    fn values(tensor: Tensor<4>) -> Vec<f32> {
+        tensor.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-4 * scale, "{what}[{i}]: {x} vs {y}");
+        }
+    }
+
+    /// Forward values and all three gradients match burn's own conv2d, for each of the
+    /// network's shapes (and a width the kernels leave to burn).
+    #[test]
+    fn matches_burn_conv2d_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        for [c_in, c_out, side] in [[1, 8, 28], [8, 8, 26], [8, 16, 12], [16, 16, 10], [2, 3, 7]] {
+            let layer = Conv2dConfig::new([c_in, c_out], [3, 3]).init(&device);
+            let x = Tensor::<4>::random([3, c_in, side, side], Distribution::Default, &device)
+                .require_grad();
+            let mix = Tensor::<4>::random(
+                [3, c_out, side - 2, side - 2],
+                Distribution::Default,
+                &device,
+            );
+            let ours = conv3x3(&layer, x.clone());
+            let theirs = layer.forward(x.clone());
+            let what = format!("{c_in}->{c_out} at {side}");
+            assert_close(&values(ours.clone()), &values(theirs.clone()), &what);
+
+            let grads_ours = (ours * mix.clone()).sum().backward();
+            let grads_theirs = (theirs * mix).sum().backward();
+            let weight = layer.weight.val();
+            let bias = layer.bias.as_ref().unwrap().val();
+            let pairs = [
+                ("dx", x.grad(&grads_ours), x.grad(&grads_theirs)),
+                ("dw", weight.grad(&grads_ours), weight.grad(&grads_theirs)),
+            ];
+            for (name, a, b) in pairs {
+                assert_close(
+                    &values(a.unwrap()),
+                    &values(b.unwrap()),
+                    &format!("{what} {name}"),
+                );
+            }
+            let db: [Vec<f32>; 2] = [&grads_ours, &grads_theirs].map(|g| {
+                bias.grad(g)
+                    .unwrap()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap()
+            });
+            assert_close(&db[0], &db[1], &format!("{what} db"));
+        }
+    }
+}
