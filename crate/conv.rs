@@ -115,7 +115,7 @@ impl Conv3x3Backend for Cube {}
 impl Conv3x3Backend for Flex {
     fn conv3x3(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         match Geometry::of(&x, &weight) {
-            Some(g) if g.supported(g.width - 2) => {
+            Some(g) if g.supported(g.width - 2) && is_f32(&bias) => {
                 let out = kernels::forward(g, &f32s(&x), &f32s(&weight), &f32s(&bias));
                 flex(out, [g.batch, g.c_out, g.height - 2, g.width - 2])
             }
@@ -125,7 +125,7 @@ impl Conv3x3Backend for Flex {
 
     fn conv3x3_x_backward(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
         match Geometry::of(&x, &weight) {
-            Some(g) if g.supported(g.width) => {
+            Some(g) if g.supported(g.width) && is_f32(&grad) => {
                 let out = kernels::x_backward(g, &f32s(&weight), &f32s(&grad));
                 flex(out, [g.batch, g.c_in, g.height, g.width])
             }
@@ -135,7 +135,7 @@ impl Conv3x3Backend for Flex {
 
     fn conv3x3_weight_backward(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
         match Geometry::of(&x, &weight) {
-            Some(g) if g.supported(g.width - 2) => {
+            Some(g) if g.supported(g.width - 2) && is_f32(&grad) => {
                 let out = kernels::weight_backward(g, &f32s(&x), &f32s(&grad));
                 flex(out, [g.c_out, g.c_in, 3, 3])
             }
@@ -144,7 +144,7 @@ impl Conv3x3Backend for Flex {
     }
 
     fn conv3x3_bias_backward(grad: FlexTensor) -> FlexTensor {
-        if grad.dtype() != DType::F32 {
+        if !is_f32(&grad) {
             return reference::bias_backward::<Self>(grad);
         }
         let shape = grad.shape();
@@ -152,6 +152,10 @@ impl Conv3x3Backend for Flex {
         let out = kernels::bias_backward(batch, channels, plane, &f32s(&grad));
         flex(out, [channels])
     }
+}
+
+fn is_f32(tensor: &FlexTensor) -> bool {
+    tensor.dtype() == DType::F32
 }
 
 /// A contiguous f32 copy only where the layout needs one (a transposed view, say).
@@ -174,19 +178,19 @@ fn flex<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
 
 /// The sizes of one convolution: input `[batch, c_in, height, width]`, weight `[c_out, c_in, 3, 3]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Geometry {
-    pub batch: usize,
-    pub c_in: usize,
-    pub c_out: usize,
-    pub height: usize,
-    pub width: usize,
+struct Geometry {
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+    height: usize,
+    width: usize,
 }
 
 impl Geometry {
     fn of(x: &FlexTensor, weight: &FlexTensor) -> Option<Self> {
         let (xs, ws) = (x.shape(), weight.shape());
-        let f32_3x3 = x.dtype() == DType::F32
-            && weight.dtype() == DType::F32
+        let f32_3x3 = is_f32(x)
+            && is_f32(weight)
             && xs.num_dims() == 4
             && ws.num_dims() == 4
             && ws[1] == xs[1]
@@ -210,13 +214,13 @@ impl Geometry {
 }
 
 /// Plain-slice kernels, NCHW, f32; images are independent, so natively they run in parallel.
-pub mod kernels {
+mod kernels {
     use super::Geometry;
     use wide::f32x4;
 
     /// Row widths with a specialised kernel: the network's output rows (26, 24, 10, 8) and the
     /// input rows whose gradient it needs (26, 12, 10).
-    pub const WIDTHS: [usize; 5] = [8, 10, 12, 24, 26];
+    pub(super) const WIDTHS: [usize; 5] = [8, 10, 12, 24, 26];
 
     macro_rules! by_width {
         ($width:expr, $kernel:ident($($arg:expr),*)) => {
@@ -247,7 +251,7 @@ pub mod kernels {
     }
 
     /// `out[n, co] = bias[co] + sum over ci of x[n, ci] correlated with weight[co, ci]`.
-    pub fn forward(g: Geometry, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    pub(super) fn forward(g: Geometry, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
         let (oh, ow) = (g.height - 2, g.width - 2);
         let mut out = vec![0.0; g.batch * g.c_out * oh * ow];
         let image_in = g.c_in * g.height * g.width;
@@ -295,7 +299,7 @@ pub mod kernels {
 
     /// The input gradient: the output gradient, zero-padded by 2, correlated with the kernel
     /// rotated by 180 degrees and with its channel axes swapped.
-    pub fn x_backward(g: Geometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
+    pub(super) fn x_backward(g: Geometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
         let (oh, ow) = (g.height - 2, g.width - 2);
         let (ph, pw) = (g.height + 2, g.width + 2);
         let flipped = flip_kernel(g, weight);
@@ -334,7 +338,7 @@ pub mod kernels {
     }
 
     /// `gw[co, ci, ky, kx] = sum over n, y, x of grad[n, co, y, x] * x[n, ci, y + ky, x + kx]`.
-    pub fn weight_backward(g: Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    pub(super) fn weight_backward(g: Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
         let len = g.c_out * g.c_in * 9;
         let image_in = g.c_in * g.height * g.width;
         let image_grad = g.c_out * (g.height - 2) * (g.width - 2);
@@ -417,7 +421,12 @@ pub mod kernels {
     }
 
     /// `gb[c] = sum over n and the plane of grad[n, c]`.
-    pub fn bias_backward(batch: usize, channels: usize, plane: usize, grad: &[f32]) -> Vec<f32> {
+    pub(super) fn bias_backward(
+        batch: usize,
+        channels: usize,
+        plane: usize,
+        grad: &[f32],
+    ) -> Vec<f32> {
         let mut out = vec![0.0; channels];
         for image in grad.chunks_exact(channels * plane).take(batch) {
             for (o, values) in out.iter_mut().zip(image.chunks_exact(plane)) {

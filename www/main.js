@@ -24,16 +24,31 @@ const buttons = {
   train: $('train'), stop: $('stop'), bench: $('bench'), save: $('save-weights'), load: $('load-weights'),
 };
 
-// Trunk preloads the wasm into this page; compiling it here (off the main thread, streaming)
-// reuses that download, and every worker, including a CPU fallback, starts from the module.
+// The module is compiled once here (streaming, off the main thread) and handed to every worker,
+// a CPU fallback included. A dropped connection is retried (the dev server may be rebuilding);
+// what finally fails names the file and the reason.
+const WASM_URL = new URL('mnist7k_bg.wasm', document.baseURI).href;
+
+async function fetchWasm(attempts = 3) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      const response = await fetch(WASM_URL);
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      return response;
+    } catch (error) {
+      if (attempt >= attempts) throw new Error(`${WASM_URL}: ${error.message} (after ${attempts} attempts)`);
+      await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+    }
+  }
+}
+
 const wasmModule = (async () => {
-  const link = document.querySelector('link[rel="preload"][href$="_bg.wasm"]');
-  const url = link?.href ?? new URL('mnist7k_bg.wasm', document.baseURI).href;
-  const response = fetch(url, link?.integrity ? { integrity: link.integrity } : {});
+  const response = await fetchWasm();
   try {
-    return await WebAssembly.compileStreaming(response);
+    return await WebAssembly.compileStreaming(response.clone());
   } catch {
-    return WebAssembly.compile(await (await response).clone().arrayBuffer());
+    // A server that does not send `application/wasm` needs the non-streaming path.
+    return WebAssembly.compile(await response.arrayBuffer());
   }
 })();
 

@@ -8,8 +8,9 @@ const PORT = Number(process.env.E2E_PORT ?? 8123);
 // E2E_BASE points at an already running server instead of starting `trunk serve`.
 const BASE = process.env.E2E_BASE ?? `http://127.0.0.1:${PORT}/`;
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+// --disable-dev-shm-usage: a CI container's /dev/shm can be too small for the 24 MB module.
 const BASE_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic'];
+  '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'];
 export const WEBGPU_ARGS = ['--enable-unsafe-webgpu'];
 export const NO_WEBGPU_ARGS = ['--disable-blink-features=WebGPU', '--disable-gpu'];
 
