@@ -235,19 +235,25 @@ mod kernels {
         };
     }
 
+    /// The weight gradient sums images in fixed groups, then the groups in order: the same
+    /// additions in the same order natively (threads) and in the browser (one thread), so a seed
+    /// gives the same run everywhere.
+    const IMAGES_PER_SUM: usize = 16;
+
+    /// Runs `kernel(i, part)` on each `part_len`-long part of `out`: in parallel natively.
     #[cfg(not(target_arch = "wasm32"))]
-    fn each_image(out: &mut [f32], image_len: usize, kernel: impl Fn(usize, &mut [f32]) + Sync) {
+    fn for_each_part(out: &mut [f32], part_len: usize, kernel: impl Fn(usize, &mut [f32]) + Sync) {
         use rayon::prelude::*;
-        out.par_chunks_mut(image_len)
+        out.par_chunks_mut(part_len)
             .enumerate()
-            .for_each(|(n, image)| kernel(n, image));
+            .for_each(|(i, part)| kernel(i, part));
     }
 
     #[cfg(target_arch = "wasm32")]
-    fn each_image(out: &mut [f32], image_len: usize, kernel: impl Fn(usize, &mut [f32])) {
-        out.chunks_mut(image_len)
+    fn for_each_part(out: &mut [f32], part_len: usize, kernel: impl Fn(usize, &mut [f32])) {
+        out.chunks_mut(part_len)
             .enumerate()
-            .for_each(|(n, image)| kernel(n, image));
+            .for_each(|(i, part)| kernel(i, part));
     }
 
     /// `out[n, co] = bias[co] + sum over ci of x[n, ci] correlated with weight[co, ci]`.
@@ -255,7 +261,7 @@ mod kernels {
         let (oh, ow) = (g.height - 2, g.width - 2);
         let mut out = vec![0.0; g.batch * g.c_out * oh * ow];
         let image_in = g.c_in * g.height * g.width;
-        each_image(&mut out, g.c_out * oh * ow, |n, image| {
+        for_each_part(&mut out, g.c_out * oh * ow, |n, image| {
             let input = &x[n * image_in..][..image_in];
             by_width!(ow, correlate(g.c_in, g.height, input, weight, bias, image))
         });
@@ -263,9 +269,41 @@ mod kernels {
     }
 
     /// One image: `input` `[c_in, h, OW + 2]`, `weight` `[c_out, c_in, 3, 3]`, `out`
-    /// `[c_out, h - 2, OW]`. Each output row is accumulated in a `[f32; OW]` that stays in
-    /// registers across the 9 * c_in taps.
+    /// `[c_out, h - 2, OW]`. Natively on a CPU with AVX2 the same loops run 8 lanes wide (the
+    /// portable build targets SSE2): elementwise, so the results are the same bits either way.
     fn correlate<const OW: usize>(
+        c_in: usize,
+        height: usize,
+        input: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { correlate_avx2::<OW>(c_in, height, input, weight, bias, out) };
+        }
+        correlate_rows::<OW>(c_in, height, input, weight, bias, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn correlate_avx2<const OW: usize>(
+        c_in: usize,
+        height: usize,
+        input: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
+        correlate_rows::<OW>(c_in, height, input, weight, bias, out)
+    }
+
+    /// Each output row is accumulated in a `[f32; OW]` that stays in registers across the
+    /// 9 * c_in taps.
+    #[inline(always)]
+    fn correlate_rows<const OW: usize>(
         c_in: usize,
         height: usize,
         input: &[f32],
@@ -306,7 +344,7 @@ mod kernels {
         let zero_bias = vec![0.0; g.c_in];
         let mut out = vec![0.0; g.batch * g.c_in * g.height * g.width];
         let image_grad = g.c_out * oh * ow;
-        each_image(&mut out, g.c_in * g.height * g.width, |n, image| {
+        for_each_part(&mut out, g.c_in * g.height * g.width, |n, image| {
             let mut padded = vec![0.0; g.c_out * ph * pw];
             for (plane, src_plane) in padded
                 .chunks_exact_mut(ph * pw)
@@ -342,37 +380,21 @@ mod kernels {
         let len = g.c_out * g.c_in * 9;
         let image_in = g.c_in * g.height * g.width;
         let image_grad = g.c_out * (g.height - 2) * (g.width - 2);
-        let image = |n: usize, acc: &mut [f32]| {
-            let input = &x[n * image_in..][..image_in];
-            let grad = &grad[n * image_grad..][..image_grad];
-            by_width!(g.width - 2, weight_grad_image(g, input, grad, acc))
-        };
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            use rayon::prelude::*;
-            (0..g.batch)
-                .into_par_iter()
-                .fold(
-                    || vec![0.0; len],
-                    |mut acc, n| {
-                        image(n, &mut acc);
-                        acc
-                    },
-                )
-                .reduce(
-                    || vec![0.0; len],
-                    |mut a, b| {
-                        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                        a
-                    },
-                )
+        let groups = g.batch.div_ceil(IMAGES_PER_SUM);
+        let mut partial_sums = vec![0.0; groups * len];
+        for_each_part(&mut partial_sums, len, |group, acc| {
+            let end = ((group + 1) * IMAGES_PER_SUM).min(g.batch);
+            for n in group * IMAGES_PER_SUM..end {
+                let input = &x[n * image_in..][..image_in];
+                let grad = &grad[n * image_grad..][..image_grad];
+                by_width!(g.width - 2, weight_grad_image(g, input, grad, acc))
+            }
+        });
+        let mut total = vec![0.0; len];
+        for part in partial_sums.chunks_exact(len) {
+            total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
         }
-        #[cfg(target_arch = "wasm32")]
-        {
-            let mut acc = vec![0.0; len];
-            (0..g.batch).for_each(|n| image(n, &mut acc));
-            acc
-        }
+        total
     }
 
     /// One image's share of the weight gradient, added to `acc` `[c_out, c_in, 3, 3]`. The nine
@@ -414,7 +436,8 @@ mod kernels {
                 }
                 let out = &mut acc[(co * g.c_in + ci) * 9..][..9];
                 for ((o, lane), t) in out.iter_mut().zip(lanes).zip(tail) {
-                    *o += lane.reduce_add() + t;
+                    let [a, b, c, d] = lane.to_array();
+                    *o += ((a + b) + (c + d)) + t;
                 }
             }
         }
