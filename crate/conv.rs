@@ -21,20 +21,25 @@ use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Cube, Dispatch, Flex, TensorMetadata};
 use burn::nn::conv::Conv2d;
+use burn::nn::PaddingConfig2d;
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 
-/// `layer` (3x3 kernel, stride 1, no padding, with bias) applied to `x` `[batch, c_in, h, w]`.
+/// `layer` applied to `x` `[batch, c_in, h, w]`: through the op below when the layer is one of
+/// the network's (3x3, stride 1, no padding, bias), through burn's `Conv2d` otherwise.
 pub fn conv3x3(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let bias = layer
-        .bias
-        .as_ref()
-        .expect("the network's convolutions all have a bias")
-        .val();
-    Tensor::from_dispatch(Dispatch::conv3x3(
-        x.into_dispatch(),
-        layer.weight.val().into_dispatch(),
-        bias.into_dispatch(),
-    ))
+    let plain = layer.kernel_size == [3, 3]
+        && layer.stride == [1, 1]
+        && layer.dilation == [1, 1]
+        && layer.groups == 1
+        && layer.padding == PaddingConfig2d::Valid;
+    match &layer.bias {
+        Some(bias) if plain => Tensor::from_dispatch(Dispatch::conv3x3(
+            x.into_dispatch(),
+            layer.weight.val().into_dispatch(),
+            bias.val().into_dispatch(),
+        )),
+        _ => layer.forward(x),
+    }
 }
 
 fn valid() -> ConvOptions<2> {
