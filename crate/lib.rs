@@ -1,9 +1,9 @@
 //! mnist7k: the report's 6,722-parameter MNIST CNN, trained with burn natively or in a browser.
 //!
-//! Plain Rust, tested natively: [`model`] (the network), [`conv`] (its convolutions, fast on the CPU), [`data`] (IDX files), [`training`] (the
-//! recipe), [`evaluation`] and [`metrics`] (reports), [`weights`] (portable parameters),
-//! [`pad`] (drawing preprocessing) and [`backend`] (device choice). `web` holds the thin
-//! wasm-bindgen layer.
+//! Plain Rust, tested natively: [`model`] (the network), [`conv`] (its convolutions, direct
+//! kernels on the CPU), [`data`] (IDX files), [`training`] (the recipe), [`evaluation`] and
+//! [`metrics`] (reports), [`weights`] (portable parameters), [`pad`] (drawing preprocessing) and
+//! [`backend`] (device choice). `web` holds the thin wasm-bindgen layer.
 
 pub mod backend;
 pub mod bench;

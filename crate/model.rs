@@ -6,9 +6,9 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
+use serde::Serialize;
 
 use crate::conv::conv3x3;
-use serde::Serialize;
 
 pub const IMAGE_SIDE: usize = 28;
 pub const PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;

@@ -79,7 +79,7 @@ export async function longestTaskSince(page, since) {
 
 export const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
 
-// Waits for the status to reach `state`; an error status ends the wait at once (unless awaited).
+// Waits for the status to reach `state`; reaching the error state instead ends the wait at once.
 export async function waitForState(page, state, timeout) {
   const status = byId(page, 'status');
   const settled = state === 'error' ? `[data-state="error"]` : `[data-state="${state}"], [data-state="error"]`;
