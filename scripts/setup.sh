@@ -36,7 +36,13 @@ install_apt() {
 cargo_tool() {
   local binary=$1 version=$2 crate=$3
   shift 3
-  if command -v "$binary" >/dev/null && "$binary" --version 2>/dev/null | grep -q "$version"; then
+  # Read the whole version text first: `--version | grep -q` under pipefail fails whenever grep
+  # exits before a chatty tool (geckodriver) has finished writing, and the tool was rebuilt.
+  local installed=""
+  if command -v "$binary" >/dev/null; then
+    installed=$("$binary" --version 2>/dev/null || true)
+  fi
+  if [[ "$installed" == *"$version"* ]]; then
     echo "$crate $version present"
     return
   fi
