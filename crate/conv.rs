@@ -224,7 +224,7 @@ mod kernels {
     use wide::f32x4;
 
     /// Row widths with a specialised kernel: the network's output rows (26, 24, 10, 8) and the
-    /// input rows whose gradient it needs (26, 12, 10).
+    /// input rows whose gradient it needs (26, 12, 10). `by_width!` has one arm for each.
     pub(super) const WIDTHS: [usize; 5] = [8, 10, 12, 24, 26];
 
     macro_rules! by_width {

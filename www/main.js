@@ -44,12 +44,12 @@ async function fetchWasm(attempts = 3) {
 
 const wasmModule = (async () => {
   const response = await fetchWasm();
-  try {
-    return await WebAssembly.compileStreaming(response.clone());
-  } catch {
-    // A server that does not send `application/wasm` needs the non-streaming path.
-    return WebAssembly.compile(await response.arrayBuffer());
+  // Streaming compilation needs `application/wasm`; deciding up front avoids cloning the
+  // response, which would hold a second copy of the 24 MB body until it is collected.
+  if (response.headers.get('Content-Type')?.startsWith('application/wasm')) {
+    return WebAssembly.compileStreaming(response);
   }
+  return WebAssembly.compile(await response.arrayBuffer());
 })();
 
 let worker = null;
