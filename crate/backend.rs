@@ -1,7 +1,10 @@
-//! The one place that chooses and creates compute devices; everything else takes a `Device`.
+//! The one place that names backends and creates compute devices; everything else takes a
+//! `Device`.
 
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -10,6 +13,34 @@ pub enum Backend {
     Cpu,
     /// burn-wgpu: WebGPU in the browser, Vulkan/Metal/DX12 natively.
     Gpu,
+}
+
+/// The GPU backend's name where this build runs.
+const GPU_NAME: &str = if cfg!(target_arch = "wasm32") {
+    "webgpu"
+} else {
+    "wgpu"
+};
+
+impl Backend {
+    /// "cpu", or "webgpu" in a browser and "wgpu" natively (either is accepted everywhere).
+    pub fn parse(name: &str) -> Result<Self, Error> {
+        match name {
+            "cpu" => Ok(Self::Cpu),
+            "webgpu" | "wgpu" => Ok(Self::Gpu),
+            other => Err(Error::Config(format!(
+                "unknown backend {other:?}: use cpu or {GPU_NAME}"
+            ))),
+        }
+    }
+
+    /// The name shown to people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Gpu => GPU_NAME,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -26,25 +57,47 @@ impl ComputeDevice {
         }
     }
 
-    /// The name shown to people: "cpu", "webgpu" (browser) or "wgpu" (native).
     pub fn label(&self) -> String {
-        match (self.backend, cfg!(target_arch = "wasm32")) {
-            (Backend::Cpu, _) => "cpu".into(),
-            (Backend::Gpu, true) => "webgpu".into(),
-            (Backend::Gpu, false) => "wgpu".into(),
-        }
+        self.backend.label().into()
     }
 
     /// Initialises burn-wgpu on the default adapter. In a browser, call this only after
     /// `navigator.gpu.requestAdapter()` succeeded in JS: wgpu panics where WebGPU is absent.
-    pub async fn gpu() -> Result<Self, String> {
+    pub async fn gpu() -> Result<Self, Error> {
         let device = Device::wgpu_options()
             .init_async()
             .await
-            .map_err(|e| format!("WebGPU/wgpu could not start: {e}"))?;
+            .map_err(|e| Error::Device(format!("{GPU_NAME} could not start: {e}")))?;
         Ok(Self {
             backend: Backend::Gpu,
             device,
         })
+    }
+
+    /// The device for a backend name (see [`Backend::parse`]).
+    pub async fn named(name: &str) -> Result<Self, Error> {
+        match Backend::parse(name)? {
+            Backend::Cpu => Ok(Self::cpu()),
+            Backend::Gpu => Self::gpu().await,
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names_parse_and_unknown_ones_are_refused() {
+        assert_eq!(Backend::parse("cpu"), Ok(Backend::Cpu));
+        assert_eq!(Backend::parse("webgpu"), Ok(Backend::Gpu));
+        assert_eq!(Backend::parse("wgpu"), Ok(Backend::Gpu));
+        assert_eq!(
+            Backend::parse("foo").unwrap_err().to_string(),
+            "invalid setting: unknown backend \"foo\": use cpu or wgpu"
+        );
+        assert_eq!(Backend::Gpu.label(), "wgpu");
+        let cpu = pollster::block_on(ComputeDevice::named("cpu")).unwrap();
+        assert_eq!(cpu.label(), "cpu");
     }
 }

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::ComputeDevice;
 use crate::clock::now_seconds;
 use crate::data::Mnist;
-use crate::training::{Event, TrainConfig, TrainError, Trainer};
+use crate::config::TrainConfig;
+use crate::error::Error;
+use crate::training::{Event, Trainer};
 
 /// Multiply-adds of one forward pass of one image (conv layers + dense), counted by hand:
 /// 26*26*8*9 + 24*24*8*72 + 10*10*16*72 + 8*8*16*144 + 256*10.
@@ -79,7 +81,7 @@ fn median(values: &[f64]) -> f64 {
 
 /// One training batch; the running loss when the trainer read it. The benchmark's batches all
 /// fall inside the first epoch (375 batches of 128), so no validation pass is timed.
-async fn next_batch(trainer: &mut Trainer) -> Result<Option<f64>, TrainError> {
+async fn next_batch(trainer: &mut Trainer) -> Result<Option<f64>, Error> {
     match trainer.step().await? {
         Event::Batch(progress) => Ok(progress.loss),
         _ => Ok(None),
@@ -91,12 +93,12 @@ pub async fn run(
     compute: &ComputeDevice,
     train_file: &Mnist,
     config: BenchConfig,
-) -> Result<BenchResult, TrainError> {
+) -> Result<BenchResult, Error> {
     if config.windows == 0
         || config.batches_per_window == 0
         || !config.batches_per_window.is_multiple_of(8)
     {
-        return Err(TrainError::Config(
+        return Err(Error::Config(
             "benchmark windows need a positive multiple of 8 batches".into(),
         ));
     }

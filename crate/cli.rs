@@ -2,12 +2,16 @@
 
 use std::path::PathBuf;
 
+use std::future::ready;
+
 use mnist7k::backend::ComputeDevice;
 use mnist7k::bench::{self, BenchConfig};
+use mnist7k::config::TrainConfig;
 use mnist7k::data::load_dir;
-use mnist7k::evaluation::metrics;
+use mnist7k::error::Error;
 use mnist7k::model::Cnn;
-use mnist7k::training::{Event, TrainConfig, Trainer};
+use mnist7k::session::Session;
+use mnist7k::training::Event;
 
 const USAGE: &str = "usage:
   mnist7k summary
@@ -57,31 +61,41 @@ fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
         weights: None,
     };
     for_each_flag(args, |flag, value| {
-        let c = &mut parsed.config;
-        match flag {
-            "--data" => parsed.data = value.into(),
-            "--backend" => parsed.backend = value.into(),
-            "--epochs" => c.epochs = parse_number(flag, value)?,
-            "--limit" => c.limit = Some(parse_number(flag, value)?),
-            "--batch" => c.batch_size = parse_number(flag, value)?,
-            "--lr" => c.learning_rate = parse_number(flag, value)?,
-            "--patience" => c.patience = parse_number(flag, value)?,
-            "--seed" => c.seed = parse_number(flag, value)?,
-            "--json" => parsed.json = Some(value.into()),
-            "--weights" => parsed.weights = Some(value.into()),
+        let setting = match flag {
+            "--data" => {
+                parsed.data = value.into();
+                return Ok(());
+            }
+            "--backend" => {
+                parsed.backend = value.into();
+                return Ok(());
+            }
+            "--json" => {
+                parsed.json = Some(value.into());
+                return Ok(());
+            }
+            "--weights" => {
+                parsed.weights = Some(value.into());
+                return Ok(());
+            }
+            "--epochs" => "epochs",
+            "--limit" => "limit",
+            "--batch" => "batch_size",
+            "--lr" => "learning_rate",
+            "--patience" => "patience",
+            "--seed" => "seed",
             _ => return unknown_option(flag),
-        }
-        Ok(())
+        };
+        parsed
+            .config
+            .set(setting, parse_number(flag, value)?)
+            .map_err(|e| e.to_string())
     })?;
     Ok(parsed)
 }
 
-pub fn compute_device(name: &str) -> Result<ComputeDevice, String> {
-    match name {
-        "cpu" => Ok(ComputeDevice::cpu()),
-        "wgpu" => pollster::block_on(ComputeDevice::gpu()),
-        other => Err(format!("unknown backend {other:?}: use cpu or wgpu")),
-    }
+fn compute_device(name: &str) -> Result<ComputeDevice, Error> {
+    pollster::block_on(ComputeDevice::named(name))
 }
 
 fn summary() {
@@ -96,80 +110,64 @@ fn summary() {
     println!("Total params: {}", burn::module::Module::num_params(&model));
 }
 
-fn train(args: TrainArgs) -> Result<(), String> {
-    let (train_file, test) = load_dir(&args.data).map_err(|e| e.to_string())?;
+fn write(path: &std::path::Path, text: String) -> Result<(), Error> {
+    std::fs::write(path, text).map_err(|e| Error::storage(path.display(), e))
+}
+
+fn train(args: TrainArgs) -> Result<(), Error> {
+    let (train_file, test) = load_dir(&args.data)?;
+    let session = Session::new();
+    let data = session.set_data(train_file, test);
     println!(
         "training images per class: {:?} (test {})",
-        train_file.class_counts(),
-        test.len()
+        data.class_counts, data.test
     );
-    let compute = compute_device(&args.backend)?;
-    let mut trainer = Trainer::new(args.config.clone(), &train_file, &compute, None)
-        .map_err(|e| e.to_string())?;
+    let backend = pollster::block_on(session.use_backend(&args.backend))?;
+    let epochs = args.config.epochs;
+    let patience = args.config.patience;
     println!(
-        "backend {}: {} training images, {} batches of {} per epoch",
-        trainer.backend(),
-        trainer.train_len(),
-        trainer.batches_per_epoch(),
+        "backend {backend}: batches of {}, at most {epochs} epochs",
         args.config.batch_size
     );
-    loop {
-        match pollster::block_on(trainer.step()).map_err(|e| e.to_string())? {
+    let summary = pollster::block_on(session.train(args.config, None, |event| {
+        match event {
             Event::Batch(_) => {}
             Event::Epoch(r) => println!(
-                "Epoch {}/{} - {:.1}s - {:.0} samples/s - loss {:.4} - accuracy {:.4} - val_loss {:.4} - val_accuracy {:.4}",
-                r.epoch, args.config.epochs, r.seconds, r.samples_per_second,
+                "Epoch {}/{epochs} - {:.1}s - {:.0} samples/s - loss {:.4} - accuracy {:.4} - val_loss {:.4} - val_accuracy {:.4}",
+                r.epoch, r.seconds, r.samples_per_second,
                 r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy
             ),
             Event::Done { early_stopped } => {
-                if early_stopped {
-                    println!("early stopping: validation loss did not improve for {} epochs", args.config.patience);
+                if *early_stopped {
+                    println!("early stopping: validation loss did not improve for {patience} epochs");
                 }
-                break;
             }
         }
-    }
-    let checkpoint = trainer.checkpoint().ok_or("no epoch completed")?;
-    let model = checkpoint
-        .best_weights
-        .to_model(&compute.device)
-        .map_err(|e| e.to_string())?;
-    let report = pollster::block_on(metrics(
-        &model,
-        &train_file,
-        &test,
-        &compute.device,
-        checkpoint.history.clone(),
-        &mut |done, total| eprint!("\revaluating: {done}/{total} images"),
-    ))
-    .map_err(|e| e.to_string())?;
+        ready(true)
+    }))?;
+    let report = pollster::block_on(session.metrics(|done, total| {
+        eprint!("\revaluating: {done}/{total} images");
+        ready(())
+    }))?;
     eprintln!();
-    println!(
-        "weights of epoch {} (best validation loss)",
-        checkpoint.best_epoch
-    );
+    println!("weights of {} ({} epochs trained)", report.weights_from, summary.epochs);
+    let metrics = &report.metrics;
     println!(
         "\ntraining file ({} images): loss {:.4}, accuracy {:.4}",
-        train_file.len(),
-        report.train_loss,
-        report.train_accuracy
+        data.train, metrics.train_loss, metrics.train_accuracy
     );
-    println!("{}", report.train_report.to_table());
+    println!("{}", metrics.train_report.to_table());
     println!(
         "test set ({} images): loss {:.4}, accuracy {:.4}",
-        test.len(),
-        report.test_loss,
-        report.test_accuracy
+        data.test, metrics.test_loss, metrics.test_accuracy
     );
-    println!("{}", report.test_report.to_table());
+    println!("{}", metrics.test_report.to_table());
     if let Some(path) = args.json {
-        let json = serde_json::to_string_pretty(&report).expect("metrics serialise");
-        std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+        write(&path, serde_json::to_string_pretty(metrics).expect("metrics serialise"))?;
         println!("metrics written to {}", path.display());
     }
-    if let Some(path) = args.weights {
-        std::fs::write(&path, checkpoint.best_weights.to_json())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+    if let (Some(path), Some(weights)) = (args.weights, session.weights()) {
+        write(&path, weights.to_json())?;
         println!("weights written to {}", path.display());
     }
     Ok(())
@@ -193,7 +191,7 @@ fn run_bench(args: &[String]) -> Result<(), String> {
     let (train_file, _) = load_dir(&data).map_err(|e| e.to_string())?;
     let mut results = Vec::new();
     for name in backends.split(',') {
-        let compute = compute_device(name)?;
+        let compute = compute_device(name).map_err(|e| e.to_string())?;
         let result = pollster::block_on(bench::run(&compute, &train_file, config))
             .map_err(|e| e.to_string())?;
         println!(
@@ -231,7 +229,7 @@ pub fn main() {
             summary();
             Ok(())
         }
-        Some("train") => parse_train(&args[1..]).and_then(train),
+        Some("train") => parse_train(&args[1..]).and_then(|a| train(a).map_err(|e| e.to_string())),
         Some("bench") => run_bench(&args[1..]),
         _ => Err(USAGE.to_string()),
     };

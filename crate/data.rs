@@ -16,8 +16,8 @@ pub enum DataError {
     #[error("{file} is truncated: it should hold {expected} bytes but has {actual}")]
     Truncated {
         file: String,
-        expected: usize,
-        actual: usize,
+        expected: u64,
+        actual: u64,
     },
     #[error(
         "{file} is not an MNIST {kind} file: magic number 0x{found:08x}, expected 0x{expected:08x}"
@@ -45,6 +45,8 @@ pub enum DataError {
     },
     #[error("{file} could not be decompressed: {reason}")]
     Corrupt { file: String, reason: String },
+    #[error("the MNIST data is not loaded yet")]
+    NotLoaded,
 }
 
 /// A named file's bytes, as fetched or read from disk.
@@ -106,20 +108,22 @@ fn payload<'a>(
     if bytes.len() < header_len {
         return Err(DataError::Truncated {
             file: name(),
-            expected: header_len,
-            actual: bytes.len(),
+            expected: header_len as u64,
+            actual: bytes.len() as u64,
         });
     }
-    let count = read_u32(bytes, 4) as usize;
-    let expected = header_len + count * item_len(bytes)?;
-    if bytes.len() < expected {
+    // In u64: a hostile count times 784 overflows a 32-bit usize (wasm32).
+    let count = u64::from(read_u32(bytes, 4));
+    let expected = header_len as u64 + count * item_len(bytes)? as u64;
+    if (bytes.len() as u64) < expected {
         return Err(DataError::Truncated {
             file: name(),
             expected,
-            actual: bytes.len(),
+            actual: bytes.len() as u64,
         });
     }
-    Ok((count, &bytes[header_len..expected]))
+    // Both fit in usize now: `expected` is at most the slice's length.
+    Ok((count as usize, &bytes[header_len..expected as usize]))
 }
 
 fn parse_images(file: NamedBytes<'_>) -> Result<(usize, &[u8]), DataError> {
@@ -240,6 +244,8 @@ pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
 pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
 pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
 pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+/// The four files in the order the session loads them (the page fetches this list).
+pub const DATA_FILES: [&str; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
 
 /// Reads the four MNIST files from a directory (raw or `.gz`), for the native CLI and tests.
 #[cfg(not(target_arch = "wasm32"))]
@@ -334,8 +340,19 @@ pub(crate) mod tests {
             parse(&images, &idx_labels(&[1, 2])),
             Err(DataError::Truncated {
                 file: "img".into(),
-                expected: 16 + 2 * PIXELS,
+                expected: 16 + 2 * PIXELS as u64,
                 actual: 100
+            })
+        );
+        // A header claiming 2^32-1 images: 3.4 TB, past a 32-bit usize; an error, not a panic.
+        let mut huge = idx_images(1, 28, 28, 0);
+        huge[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            parse(&huge, &idx_labels(&[1])),
+            Err(DataError::Truncated {
+                file: "img".into(),
+                expected: 16 + u64::from(u32::MAX) * PIXELS as u64,
+                actual: 16 + PIXELS as u64
             })
         );
         assert!(matches!(

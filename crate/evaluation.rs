@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Mnist;
 use crate::metrics::{ClassificationReport, ConfusionMatrix};
+use crate::error::Error;
+use crate::history::EpochRecord;
 use crate::model::{Cnn, PIXELS};
-use crate::training::{EpochRecord, TrainError};
 
 /// Images per forward pass when evaluating (no gradients, so larger than a training batch).
 const CHUNK: usize = 1_000;
@@ -32,13 +33,14 @@ impl Evaluation {
 }
 
 /// Mean cross-entropy and predicted classes of `model` (an inference model) over `data`;
-/// `progress` hears how many images are done after each chunk.
-pub async fn evaluate(
+/// `progress` hears how many images are done after each chunk and is awaited, so that a browser
+/// worker can answer its messages (drawing predictions) between chunks.
+pub async fn evaluate<F: Future<Output = ()>>(
     model: &Cnn,
     data: &Mnist,
     device: &Device,
-    progress: &mut dyn FnMut(usize),
-) -> Result<Evaluation, TrainError> {
+    mut progress: impl FnMut(usize) -> F,
+) -> Result<Evaluation, Error> {
     let mut loss_sum = 0.0f64;
     let mut predictions = Vec::with_capacity(data.len());
     let indices: Vec<usize> = (0..data.len()).collect();
@@ -55,16 +57,16 @@ pub async fn evaluate(
         let loss = CrossEntropyLoss::new(None, device).forward(logits.clone(), targets);
         let predicted = logits.argmax(1).flatten::<1>(0, 1);
         let [loss, predicted] = read_pair(loss, predicted).await?;
-        loss_sum += f64::from(loss.try_to_vec_as::<f32>().map_err(TrainError::read)?[0])
+        loss_sum += f64::from(loss.try_to_vec_as::<f32>().map_err(Error::read)?[0])
             * chunk.len() as f64;
         predictions.extend(
             predicted
                 .try_to_vec_as::<i64>()
-                .map_err(TrainError::read)?
+                .map_err(Error::read)?
                 .into_iter()
                 .map(|p| p as u8),
         );
-        progress(predictions.len());
+        progress(predictions.len()).await;
     }
     Ok(Evaluation {
         loss: loss_sum / data.len().max(1) as f64,
@@ -72,15 +74,15 @@ pub async fn evaluate(
     })
 }
 
-async fn read_pair(a: Tensor<1>, b: Tensor<1, Int>) -> Result<[TensorData; 2], TrainError> {
+async fn read_pair(a: Tensor<1>, b: Tensor<1, Int>) -> Result<[TensorData; 2], Error> {
     let data = Transaction::default()
         .register(a)
         .register(b)
         .execute_async()
         .await
-        .map_err(TrainError::read)?;
+        .map_err(Error::read)?;
     data.try_into().map_err(|_| {
-        TrainError::Device("a transaction returned the wrong number of tensors".into())
+        Error::Device("a transaction returned the wrong number of tensors".into())
     })
 }
 
@@ -108,18 +110,18 @@ pub struct Metrics {
 
 /// Evaluates `model` on the whole training file (the report's support: 60,000) and the test set.
 /// That is 70,000 forward passes, seconds to minutes in a browser: `progress` hears
-/// (images done, images in all) after each chunk.
-pub async fn metrics(
+/// (images done, images in all) after each chunk and is awaited, as in [`evaluate`].
+pub async fn metrics<F: Future<Output = ()>>(
     model: &Cnn,
     train_file: &Mnist,
     test: &Mnist,
     device: &Device,
     history: Vec<EpochRecord>,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Metrics, TrainError> {
+    mut progress: impl FnMut(usize, usize) -> F,
+) -> Result<Metrics, Error> {
     let total = train_file.len() + test.len();
-    let on_train = evaluate(model, train_file, device, &mut |done| progress(done, total)).await?;
-    let on_test = evaluate(model, test, device, &mut |done| {
+    let on_train = evaluate(model, train_file, device, |done| progress(done, total)).await?;
+    let on_test = evaluate(model, test, device, |done| {
         progress(train_file.len() + done, total)
     })
     .await?;

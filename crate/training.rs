@@ -11,105 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Backend, ComputeDevice};
 use crate::clock::now_seconds;
 use crate::data::Mnist;
+use crate::config::TrainConfig;
+use crate::error::Error;
 use crate::evaluation::evaluate;
+use crate::history::{Checkpoint, EpochRecord};
 use crate::model::{Cnn, PIXELS};
-use crate::weights::{ModelWeights, WeightsError};
-
-/// The recipe, with the report's values as defaults. Every field is editable in the page.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TrainConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub learning_rate: f64,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub epsilon: f32,
-    pub patience: usize,
-    pub validation_split: f64,
-    /// Use only the first `limit` images of the training split (quick runs); validation shrinks
-    /// in the same proportion.
-    pub limit: Option<usize>,
-    pub seed: u64,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            epochs: 150,
-            batch_size: 128,
-            learning_rate: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-7,
-            patience: 5,
-            validation_split: 0.2,
-            limit: None,
-            seed: 42,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum TrainError {
-    #[error("invalid setting: {0}")]
-    Config(String),
-    #[error(transparent)]
-    Data(#[from] crate::data::DataError),
-    #[error(transparent)]
-    Weights(#[from] WeightsError),
-    #[error("the compute device failed: {0}")]
-    Device(String),
-}
-
-impl TrainError {
-    pub(crate) fn read(error: impl std::fmt::Debug) -> Self {
-        Self::Device(format!("reading results back failed: {error:?}"))
-    }
-}
-
-impl TrainConfig {
-    pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |msg: &str| Err(TrainError::Config(msg.to_string()));
-        if self.epochs == 0 {
-            return bad("epochs must be at least 1");
-        }
-        if self.batch_size == 0 || self.batch_size > 4096 {
-            return bad("batch size must be between 1 and 4096");
-        }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate < 1.0)
-        {
-            return bad("learning rate must be a number between 0 and 1");
-        }
-        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
-            return bad("Adam's betas must be in [0, 1)");
-        }
-        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
-            return bad("Adam's epsilon must be a positive number");
-        }
-        if !(self.validation_split > 0.0 && self.validation_split < 1.0) {
-            return bad("the validation split must be between 0 and 1");
-        }
-        if self.limit == Some(0) {
-            return bad("the training-image limit must be at least 1");
-        }
-        Ok(())
-    }
-}
-
-/// One epoch's line in the history (Keras' `History` plus timing).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    pub epoch: usize,
-    /// Mean over the epoch's batches, with dropout, as Keras reports it.
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub val_loss: f64,
-    pub val_accuracy: f64,
-    pub seconds: f64,
-    pub samples_per_second: f64,
-    pub backend: String,
-}
+use crate::weights::ModelWeights;
 
 /// Where training stands after a batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,28 +31,6 @@ pub struct BatchProgress {
     /// batches to keep it busy).
     pub loss: Option<f64>,
     pub accuracy: Option<f64>,
-}
-
-/// Enough to carry on from the last completed epoch, on any backend.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    pub weights: ModelWeights,
-    pub best_weights: ModelWeights,
-    pub best_epoch: usize,
-    pub best_val_loss: f64,
-    pub history: Vec<EpochRecord>,
-}
-
-impl Checkpoint {
-    pub fn epochs_done(&self) -> usize {
-        self.history.len()
-    }
-
-    /// Keras' `EarlyStopping`: stop once `patience` epochs in a row failed to improve.
-    fn stopped_early(&self, patience: usize) -> bool {
-        let stale = self.epochs_done() - self.best_epoch;
-        stale > 0 && stale >= patience
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -219,11 +104,11 @@ impl Trainer {
         train_file: &Mnist,
         compute: &ComputeDevice,
         resume: Option<Checkpoint>,
-    ) -> Result<Self, TrainError> {
+    ) -> Result<Self, Error> {
         config.validate()?;
         let (train, validation) = split(train_file, &config);
         if train.is_empty() || validation.is_empty() {
-            return Err(TrainError::Config(
+            return Err(Error::Config(
                 "not enough images for a training and a validation set".into(),
             ));
         }
@@ -259,9 +144,9 @@ impl Trainer {
             correct: None,
             last_read: None,
             epoch_start: 0.0,
-            done: resume.as_ref().is_some_and(|c| {
-                c.epochs_done() >= config.epochs || c.stopped_early(config.patience)
-            }),
+            done: resume
+                .as_ref()
+                .is_some_and(|c| c.finished(config.epochs, config.patience)),
             checkpoint: resume,
             config,
         })
@@ -293,7 +178,7 @@ impl Trainer {
     }
 
     /// Advances by one batch, or closes the epoch when its batches are done.
-    pub async fn step(&mut self) -> Result<Event, TrainError> {
+    pub async fn step(&mut self) -> Result<Event, Error> {
         if self.done {
             return Ok(Event::Done {
                 early_stopped: self.epochs_done() < self.config.epochs,
@@ -315,7 +200,7 @@ impl Trainer {
         self.epoch_start = now_seconds();
     }
 
-    async fn train_batch(&mut self) -> Result<BatchProgress, TrainError> {
+    async fn train_batch(&mut self) -> Result<BatchProgress, Error> {
         let end = (self.cursor + self.config.batch_size).min(self.order.len());
         let indices = &self.order[self.cursor..end];
         let images = Tensor::<2>::from_data(
@@ -375,7 +260,7 @@ impl Trainer {
     }
 
     /// Mean loss and accuracy over the epoch so far, in one device read.
-    async fn read_running_means(&self) -> Result<(f64, f64), TrainError> {
+    async fn read_running_means(&self) -> Result<(f64, f64), Error> {
         let (Some(loss), Some(correct)) = (self.loss_sum.clone(), self.correct.clone()) else {
             return Ok((f64::NAN, f64::NAN));
         };
@@ -384,19 +269,22 @@ impl Trainer {
             .register(correct)
             .execute_async()
             .await
-            .map_err(TrainError::read)?;
-        let loss = data[0].try_to_vec_as::<f32>().map_err(TrainError::read)?[0] as f64;
-        let correct = data[1].try_to_vec_as::<i64>().map_err(TrainError::read)?[0];
+            .map_err(Error::read)?;
+        let loss = data[0].try_to_vec_as::<f32>().map_err(Error::read)?[0] as f64;
+        let correct = data[1].try_to_vec_as::<i64>().map_err(Error::read)?[0];
         let seen = self.cursor as f64;
         if !loss.is_finite() {
-            return Err(TrainError::Device(
-                "the training loss is not a finite number (diverged or a device fault)".into(),
-            ));
+            return Err(Error::Diverged {
+                epoch: self.epochs_done() + 1,
+                batch: self.cursor.div_ceil(self.config.batch_size),
+                loss,
+                learning_rate: self.config.learning_rate,
+            });
         }
         Ok((loss / seen, correct as f64 / seen))
     }
 
-    async fn finish_epoch(&mut self) -> Result<EpochRecord, TrainError> {
+    async fn finish_epoch(&mut self) -> Result<EpochRecord, Error> {
         let seconds = now_seconds() - self.epoch_start;
         let (train_loss, train_accuracy) = match self.last_read {
             Some(read) => read,
@@ -406,7 +294,8 @@ impl Trainer {
         self.correct = None;
         let inference = self.model.valid();
         let inner = self.device.clone().inner();
-        let on_validation = evaluate(&inference, &self.validation, &inner, &mut |_| {}).await?;
+        let on_validation =
+            evaluate(&inference, &self.validation, &inner, |_| std::future::ready(())).await?;
         let record = EpochRecord {
             epoch: self.epochs_done() + 1,
             train_loss,
@@ -425,48 +314,21 @@ impl Trainer {
     /// Early stopping (Keras' `EarlyStopping(monitor="val_loss", patience)`), keeping the best
     /// weights so that metrics describe the model early stopping chose.
     fn record_epoch(&mut self, record: EpochRecord, weights: ModelWeights) {
-        let improved = self
-            .checkpoint
-            .as_ref()
-            .is_none_or(|c| record.val_loss < c.best_val_loss);
-        let checkpoint = self.checkpoint.get_or_insert_with(|| Checkpoint {
-            weights: weights.clone(),
-            best_weights: weights.clone(),
-            best_epoch: record.epoch,
-            best_val_loss: record.val_loss,
-            history: Vec::new(),
-        });
-        if improved {
-            checkpoint.best_weights = weights.clone();
-            checkpoint.best_epoch = record.epoch;
-            checkpoint.best_val_loss = record.val_loss;
-        }
-        checkpoint.weights = weights;
-        checkpoint.history.push(record);
-        self.done = checkpoint.epochs_done() >= self.config.epochs
-            || checkpoint.stopped_early(self.config.patience);
+        let checkpoint = match self.checkpoint.take() {
+            None => Checkpoint::first(record, weights),
+            Some(mut checkpoint) => {
+                checkpoint.push(record, weights);
+                checkpoint
+            }
+        };
+        self.done = checkpoint.finished(self.config.epochs, self.config.patience);
+        self.checkpoint = Some(checkpoint);
     }
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_defaults_are_the_reports_recipe() {
-        let c = TrainConfig::default();
-        assert_eq!((c.epochs, c.batch_size, c.patience), (150, 128, 5));
-        assert_eq!(
-            (c.learning_rate, c.epsilon, c.validation_split),
-            (1e-3, 1e-7, 0.2)
-        );
-        assert!(c.validate().is_ok());
-        let bad = TrainConfig {
-            learning_rate: f64::NAN,
-            ..c
-        };
-        assert!(matches!(bad.validate(), Err(TrainError::Config(_))));
-    }
 
     #[test]
     fn shuffling_is_a_permutation_and_differs_between_epochs() {

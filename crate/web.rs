@@ -1,82 +1,68 @@
-//! The wasm-bindgen API the page's worker calls: thin glue over the native-tested modules.
-//! Every failure is a `JsError` with a readable message; nothing here reads a GPU synchronously.
+//! The wasm-bindgen API the page's worker calls: conversions between JS values and the native
+//! [`Session`], nothing more. A failure becomes a JS `Error` whose `kind` and `recovery` say what
+//! went wrong and what the page should do (see [`crate::error`]).
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
-use burn::prelude::*;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::backend::ComputeDevice;
-use crate::bench::{self, BenchConfig};
-use crate::data::{Mnist, NamedBytes, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
-use crate::evaluation;
-use crate::model::{CLASSES, PIXELS};
-use crate::pad;
-use crate::training::{Checkpoint, Event, TrainConfig, Trainer};
-use crate::weights::ModelWeights;
+use crate::backend::Backend;
+use crate::bench::BenchConfig;
+use crate::config::{TrainConfig, BOUNDS};
+use crate::data::DATA_FILES;
+use crate::error::{Error, Report};
+use crate::history::Checkpoint;
+use crate::session::Session;
 
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
 }
 
-fn js_error(error: impl std::fmt::Display) -> JsError {
-    JsError::new(&error.to_string())
-}
-
-fn to_js(value: &impl Serialize) -> Result<JsValue, JsError> {
+fn to_js(value: &impl Serialize) -> JsValue {
+    // Plain data (numbers, strings, arrays, maps) always converts.
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(js_error)
+        .unwrap_or(JsValue::NULL)
 }
 
-struct Datasets {
-    train_file: Mnist,
-    test: Mnist,
+fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result<T, Error> {
+    serde_wasm_bindgen::from_value(value).map_err(|e| Error::Input(format!("invalid {what}: {e}")))
 }
 
-/// Weights to evaluate and where they came from, for the metrics' title.
-#[derive(Clone)]
-struct Trained {
-    weights: ModelWeights,
-    origin: String,
+/// Awaits what a JS callback returned (a value or a Promise).
+async fn settle(returned: Result<JsValue, JsValue>) -> Result<JsValue, JsValue> {
+    JsFuture::from(js_sys::Promise::resolve(&returned?)).await
 }
 
-#[derive(Serialize)]
-struct DataSummary {
-    train: usize,
-    test: usize,
-    class_counts: [usize; CLASSES],
+/// The four data file names, in the order `loadData` takes them.
+#[wasm_bindgen(js_name = dataFiles)]
+pub fn data_files() -> Vec<String> {
+    DATA_FILES.iter().map(|name| name.to_string()).collect()
 }
 
-#[derive(Serialize)]
-struct TrainSummary {
-    stopped: bool,
-    early_stopped: bool,
-    epochs: usize,
-    backend: String,
+/// Every setting's allowed range, for the page's form.
+#[wasm_bindgen(js_name = settingsBounds)]
+pub fn settings_bounds() -> JsValue {
+    to_js(&BOUNDS)
 }
 
-#[derive(Serialize)]
-struct MetricsReply<'a> {
-    weights_from: &'a str,
-    #[serde(flatten)]
-    metrics: &'a evaluation::Metrics,
-}
-
-/// One browser session: data, the chosen device, the latest weights and a CPU copy for drawing.
 #[wasm_bindgen]
 #[derive(Default)]
 pub struct Mnist7k {
-    data: RefCell<Option<Rc<Datasets>>>,
-    compute: RefCell<Option<ComputeDevice>>,
-    checkpoint: RefCell<Option<Checkpoint>>,
-    trained: RefCell<Option<Trained>>,
-    /// Kept on the CPU so that drawing predictions never wait for, or disturb, the GPU.
-    predictor: RefCell<Option<crate::model::Cnn>>,
+    session: Session,
+}
+
+impl Mnist7k {
+    fn fail(&self, error: Error) -> JsValue {
+        let report = Report::new(&error, self.session.backend().unwrap_or(Backend::Cpu));
+        let js = js_sys::Error::new(&report.message);
+        for (key, value) in [("kind", to_js(&report.kind)), ("recovery", to_js(&report.recovery))] {
+            // Setting a property on a fresh Error object cannot fail.
+            let _ = js_sys::Reflect::set(&js, &key.into(), &value);
+        }
+        js.into()
+    }
 }
 
 #[wasm_bindgen]
@@ -86,7 +72,6 @@ impl Mnist7k {
         Self::default()
     }
 
-    /// Parses and validates the four MNIST files (raw or gzip); returns the class counts.
     #[wasm_bindgen(js_name = loadData)]
     pub fn load_data(
         &self,
@@ -94,282 +79,95 @@ impl Mnist7k {
         train_labels: &[u8],
         test_images: &[u8],
         test_labels: &[u8],
-    ) -> Result<JsValue, JsError> {
-        let named = |name, bytes| NamedBytes { name, bytes };
-        let train_file = Mnist::from_idx(
-            named(TRAIN_IMAGES, train_images),
-            named(TRAIN_LABELS, train_labels),
-        )
-        .map_err(js_error)?;
-        let test = Mnist::from_idx(
-            named(TEST_IMAGES, test_images),
-            named(TEST_LABELS, test_labels),
-        )
-        .map_err(js_error)?;
-        let summary = DataSummary {
-            train: train_file.len(),
-            test: test.len(),
-            class_counts: train_file.class_counts(),
-        };
-        *self.data.borrow_mut() = Some(Rc::new(Datasets { train_file, test }));
-        to_js(&summary)
+    ) -> Result<JsValue, JsValue> {
+        let files = [train_images, train_labels, test_images, test_labels];
+        let summary = self.session.load_data(files).map_err(|e| self.fail(e))?;
+        Ok(to_js(&summary))
     }
 
-    /// Selects "cpu" or "webgpu" (call "webgpu" only once JS found an adapter). Returns the label.
     #[wasm_bindgen(js_name = useBackend)]
-    pub async fn use_backend(&self, name: String) -> Result<String, JsError> {
-        let compute = match name.as_str() {
-            "cpu" => ComputeDevice::cpu(),
-            "webgpu" => ComputeDevice::gpu().await.map_err(|e| JsError::new(&e))?,
-            other => return Err(JsError::new(&format!("unknown backend {other:?}"))),
-        };
-        let label = compute.label();
-        *self.compute.borrow_mut() = Some(compute);
-        Ok(label)
+    pub async fn use_backend(&self, name: String) -> Result<String, JsValue> {
+        self.session.use_backend(&name).await.map_err(|e| self.fail(e))
     }
 
-    /// Trains with `config` (the recipe; missing fields take the report's values), optionally
-    /// resuming from a checkpoint. `on_event(event)` is called after every batch and epoch and
-    /// returns a Promise of `false` to stop (which also lets the worker read its messages).
+    /// `config`: the page's settings (see `TrainConfig::from_json`); `resume`: a checkpoint or
+    /// null; `on_event(event)` returns (a Promise of) `false` to stop.
     pub async fn train(
         &self,
         config: JsValue,
         resume: JsValue,
         on_event: js_sys::Function,
-    ) -> Result<JsValue, JsError> {
-        let config: TrainConfig = serde_wasm_bindgen::from_value(config)
-            .map_err(|e| JsError::new(&format!("invalid training settings: {e}")))?;
-        let resume: Option<Checkpoint> = serde_wasm_bindgen::from_value(resume)
-            .map_err(|e| JsError::new(&format!("invalid checkpoint: {e}")))?;
-        let data = self.datasets()?;
-        let compute = self.compute()?;
-        if let Some(checkpoint) = &resume {
-            self.set_predictor(&checkpoint.weights)?;
-        }
-        let mut trainer =
-            Trainer::new(config, &data.train_file, &compute, resume).map_err(js_error)?;
-        let mut batches = 0usize;
-        loop {
-            let event = trainer.step().await.map_err(js_error)?;
-            match &event {
-                Event::Batch(_) => {
-                    batches += 1;
-                    // On the CPU the live model is already where predictions run: share it.
-                    if compute.backend == crate::backend::Backend::Cpu && batches.is_multiple_of(25)
-                    {
-                        *self.predictor.borrow_mut() = Some(trainer.inference_model());
-                    }
-                }
-                Event::Epoch(_) => self.record(&trainer, None)?,
-                Event::Done { .. } => {}
-            }
-            let keep_going = JsFuture::from(js_sys::Promise::resolve(
-                &on_event
-                    .call1(&JsValue::NULL, &to_js(&event)?)
-                    .map_err(|e| JsError::new(&format!("progress callback failed: {e:?}")))?,
-            ))
-            .await
-            .map(|v| v.as_bool() != Some(false))
-            .unwrap_or(true);
-            if let Event::Done { early_stopped } = event {
-                return self.finish(&trainer, false, early_stopped).await;
-            }
-            if !keep_going {
-                return self.finish(&trainer, true, false).await;
-            }
-        }
+    ) -> Result<JsValue, JsValue> {
+        let run = async {
+            let config = TrainConfig::from_json(&from_js(config, "training settings")?)?;
+            let resume: Option<Checkpoint> = from_js(resume, "checkpoint")?;
+            let on_event = |event: &_| {
+                let returned = on_event.call1(&JsValue::NULL, &to_js(event));
+                // A throwing listener stops the run; the weights trained so far are kept.
+                async move { settle(returned).await.is_ok_and(|v| v.as_bool() != Some(false)) }
+            };
+            self.session.train(config, resume, on_event).await
+        };
+        run.await.map(|s| to_js(&s)).map_err(|e| self.fail(e))
     }
 
-    /// The latest checkpoint (weights, best weights, history) as a plain object, or `null`.
-    pub fn checkpoint(&self) -> Result<JsValue, JsError> {
-        to_js(&*self.checkpoint.borrow())
+    pub fn checkpoint(&self) -> JsValue {
+        to_js(&self.session.checkpoint())
     }
 
-    /// Class probabilities for 784 pixels in [0, 1] (row-major 28x28), from the latest weights.
-    pub async fn predict(&self, pixels: Vec<f32>) -> Result<Vec<f32>, JsError> {
-        if pixels.len() != PIXELS {
-            return Err(JsError::new(&format!(
-                "predict needs {PIXELS} pixels (28x28), got {}",
-                pixels.len()
-            )));
-        }
-        if !pixels.iter().all(|p| p.is_finite()) {
-            return Err(JsError::new("predict needs finite pixel values"));
-        }
-        let model =
-            self.predictor.borrow().clone().ok_or_else(|| {
-                JsError::new("no trained weights yet: train or load weights first")
-            })?;
-        let device = Device::flex();
-        let input = Tensor::<2>::from_data(TensorData::new(pixels, [1, PIXELS]), &device);
-        let data = model
-            .probabilities(input)
-            .into_data_async()
-            .await
-            .map_err(|e| JsError::new(&format!("prediction failed: {e:?}")))?;
-        data.try_to_vec_as::<f32>()
-            .map_err(|e| JsError::new(&format!("{e:?}")))
+    pub async fn predict(&self, pixels: Vec<f32>) -> Result<Vec<f32>, JsValue> {
+        self.session.predict(pixels).await.map_err(|e| self.fail(e))
     }
 
-    /// MNIST-style preprocessing of a drawing (`width*height` ink values in [0, 1]); `undefined`
-    /// when nothing is drawn.
     pub fn preprocess(
         &self,
         ink: &[f32],
         width: usize,
         height: usize,
-    ) -> Result<Option<Vec<f32>>, JsError> {
-        pad::preprocess(ink, width, height).map_err(js_error)
+    ) -> Result<Option<Vec<f32>>, JsValue> {
+        self.session
+            .preprocess(ink, width, height)
+            .map_err(|e| self.fail(e))
     }
 
-    /// Loss, accuracy, classification reports (training file and test set), confusion matrix
-    /// and misclassified test images of the trained weights, computed on the CPU.
-    /// `on_progress(done, total)` hears how many of the images are evaluated, chunk by chunk.
-    pub async fn metrics(&self, on_progress: Option<js_sys::Function>) -> Result<JsValue, JsError> {
-        let data = self.datasets()?;
-        let trained = self
-            .trained
-            .borrow()
-            .clone()
-            .ok_or_else(|| JsError::new("nothing trained yet: train first"))?;
-        let history = self
-            .checkpoint
-            .borrow()
-            .as_ref()
-            .map(|c| c.history.clone())
-            .unwrap_or_default();
-        let device = Device::flex();
-        let model = trained.weights.to_model(&device).map_err(js_error)?;
-        let mut progress = |done: usize, total: usize| {
-            if let Some(f) = &on_progress {
-                // A throwing listener only loses a progress update, never the metrics.
-                let _ = f.call2(&JsValue::NULL, &done.into(), &total.into());
+    /// `on_progress(done, total)` may return a Promise: the next chunk waits for it.
+    pub async fn metrics(&self, on_progress: js_sys::Function) -> Result<JsValue, JsValue> {
+        let on_progress = |done: usize, total: usize| {
+            let returned = on_progress.call2(&JsValue::NULL, &done.into(), &total.into());
+            // A failing listener only loses a progress update, never the metrics.
+            async move {
+                let _ = settle(returned).await;
             }
         };
-        let metrics = evaluation::metrics(
-            &model,
-            &data.train_file,
-            &data.test,
-            &device,
-            history,
-            &mut progress,
-        )
-        .await
-        .map_err(js_error)?;
-        to_js(&MetricsReply {
-            weights_from: &trained.origin,
-            metrics: &metrics,
-        })
+        let report = self.session.metrics(on_progress).await;
+        report.map(|r| to_js(&r)).map_err(|e| self.fail(e))
     }
 
-    /// Times training batches of the real model on the loaded data and the chosen backend, as
-    /// `scripts/bench.sh` does natively; the trained weights are left alone. `config` is a
-    /// partial `BenchConfig` (or undefined for the defaults).
-    pub async fn bench(&self, config: JsValue) -> Result<JsValue, JsError> {
-        let config: BenchConfig = if config.is_undefined() || config.is_null() {
-            BenchConfig::default()
-        } else {
-            serde_wasm_bindgen::from_value(config)
-                .map_err(|e| JsError::new(&format!("invalid benchmark settings: {e}")))?
+    /// `config`: a partial `BenchConfig`, or undefined for the defaults.
+    pub async fn bench(&self, config: JsValue) -> Result<JsValue, JsValue> {
+        let run = async {
+            let config: BenchConfig = if config.is_undefined() || config.is_null() {
+                BenchConfig::default()
+            } else {
+                from_js(config, "benchmark settings")?
+            };
+            self.session.bench(config).await
         };
-        let data = self.datasets()?;
-        let result = bench::run(&self.compute()?, &data.train_file, config)
-            .await
-            .map_err(js_error)?;
-        to_js(&result)
+        run.await.map(|r| to_js(&r)).map_err(|e| self.fail(e))
     }
 
-    /// The 784 pixel bytes of test image `index`, for the gallery of mistakes.
     #[wasm_bindgen(js_name = testImage)]
-    pub fn test_image(&self, index: usize) -> Result<Vec<u8>, JsError> {
-        let data = self.datasets()?;
-        if index >= data.test.len() {
-            return Err(JsError::new(&format!("there is no test image {index}")));
-        }
-        Ok(data.test.image(index).to_vec())
+    pub fn test_image(&self, index: usize) -> Result<Vec<u8>, JsValue> {
+        self.session.test_image(index).map_err(|e| self.fail(e))
     }
 
-    /// The weights metrics and predictions use, as a JSON file's text.
     #[wasm_bindgen(js_name = weightsJson)]
     pub fn weights_json(&self) -> Option<String> {
-        self.trained.borrow().as_ref().map(|t| t.weights.to_json())
+        self.session.weights().map(|w| w.to_json())
     }
 
-    /// Loads a weights file saved by `weightsJson` (or by the native CLI's `--weights`).
     #[wasm_bindgen(js_name = loadWeights)]
-    pub fn load_weights(&self, json: &str) -> Result<(), JsError> {
-        let weights = ModelWeights::from_json(json).map_err(js_error)?;
-        self.set_predictor(&weights)?;
-        *self.trained.borrow_mut() = Some(Trained {
-            weights,
-            origin: "a loaded weights file".into(),
-        });
-        Ok(())
-    }
-}
-
-impl Mnist7k {
-    fn datasets(&self) -> Result<Rc<Datasets>, JsError> {
-        self.data
-            .borrow()
-            .clone()
-            .ok_or_else(|| JsError::new("the MNIST data is not loaded yet"))
-    }
-
-    fn compute(&self) -> Result<ComputeDevice, JsError> {
-        self.compute
-            .borrow()
-            .clone()
-            .ok_or_else(|| JsError::new("no backend selected yet"))
-    }
-
-    fn set_predictor(&self, weights: &ModelWeights) -> Result<(), JsError> {
-        let model = weights.to_model(&Device::flex()).map_err(js_error)?;
-        *self.predictor.borrow_mut() = Some(model);
-        Ok(())
-    }
-
-    /// Stores the trainer's checkpoint and points predictions and metrics at its weights.
-    fn record(&self, trainer: &Trainer, stopped: Option<Trained>) -> Result<(), JsError> {
-        let checkpoint = trainer.checkpoint().cloned();
-        let trained = stopped.or_else(|| {
-            checkpoint.as_ref().map(|c| Trained {
-                weights: c.best_weights.clone(),
-                origin: format!("epoch {} (lowest validation loss)", c.best_epoch),
-            })
-        });
-        if let Some(trained) = &trained {
-            self.set_predictor(&trained.weights)?;
-        }
-        *self.checkpoint.borrow_mut() = checkpoint;
-        *self.trained.borrow_mut() = trained;
-        Ok(())
-    }
-
-    async fn finish(
-        &self,
-        trainer: &Trainer,
-        stopped: bool,
-        early_stopped: bool,
-    ) -> Result<JsValue, JsError> {
-        let partial = if stopped {
-            let weights = ModelWeights::read(&trainer.inference_model())
-                .await
-                .map_err(js_error)?;
-            let done = trainer.checkpoint().map_or(0, Checkpoint::epochs_done);
-            Some(Trained {
-                weights,
-                origin: format!("the weights when Stop was pressed (after {done} full epochs)"),
-            })
-        } else {
-            None
-        };
-        self.record(trainer, partial)?;
-        to_js(&TrainSummary {
-            stopped,
-            early_stopped,
-            epochs: trainer.checkpoint().map_or(0, Checkpoint::epochs_done),
-            backend: trainer.backend().to_string(),
-        })
+    pub fn load_weights(&self, json: &str) -> Result<(), JsValue> {
+        self.session.load_weights(json).map_err(|e| self.fail(e))
     }
 }

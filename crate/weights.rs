@@ -59,7 +59,14 @@ pub enum WeightsError {
     NotFinite { name: String },
     #[error("could not read the weights from the device: {0}")]
     DeviceRead(String),
+    #[error("no trained weights yet: train or load weights first")]
+    NoneYet,
+    #[error("the weights file is {megabytes:.1} MB; an mnist7k weights file is well under {MAX_FILE_MB} MB")]
+    TooLarge { megabytes: f64 },
 }
+
+/// A weights file of this network is about 0.1 MB of JSON; anything far larger is another file.
+const MAX_FILE_MB: usize = 4;
 
 fn float_params(model: &Cnn) -> [Tensor<1>; 10] {
     let conv = |c: &burn::nn::conv::Conv2d| {
@@ -171,6 +178,11 @@ impl ModelWeights {
     }
 
     pub fn from_json(text: &str) -> Result<Self, WeightsError> {
+        if text.len() > MAX_FILE_MB * 1_000_000 {
+            return Err(WeightsError::TooLarge {
+                megabytes: text.len() as f64 / 1e6,
+            });
+        }
         let weights: Self =
             serde_json::from_str(text).map_err(|e| WeightsError::Unreadable(e.to_string()))?;
         weights.validate()?;

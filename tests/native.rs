@@ -1,43 +1,72 @@
-//! Native end-to-end checks on the real data set: a short training run must clear an accuracy
-//! floor, early stopping and resuming behave, and the CLI prints the report's table.
+//! Native checks of the session on the real data set: a short run clears a floor just under its
+//! deterministic value, Stop keeps the weights trained so far, the kept weights are the best
+//! epoch's, resume starts from the checkpoint's weights, errors carry their kind, and the CLI
+//! prints the report's table.
 #![cfg(not(target_arch = "wasm32"))]
 
+use std::future::ready;
 use std::path::Path;
 use std::process::Command;
 
-use mnist7k::backend::ComputeDevice;
+use mnist7k::config::TrainConfig;
 use mnist7k::data::{load_dir, Mnist};
-use mnist7k::evaluation::metrics;
-use mnist7k::training::{Checkpoint, Event, TrainConfig, Trainer};
+use mnist7k::error::{ErrorKind, Recovery};
+use mnist7k::evaluation::evaluate;
+use mnist7k::history::Checkpoint;
+use mnist7k::session::{Session, TrainSummary};
+use mnist7k::training::{split, Event};
+use mnist7k::weights::ModelWeights;
 
 fn data() -> (Mnist, Mnist) {
     load_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("data").as_path())
         .expect("run scripts/setup.sh first: data/ holds the compressed MNIST files")
 }
 
-fn run(trainer: &mut Trainer) -> Vec<Event> {
+fn session() -> Session {
+    let (train_file, test) = data();
+    let session = Session::new();
+    session.set_data(train_file, test);
+    pollster::block_on(session.use_backend("cpu")).unwrap();
+    session
+}
+
+/// Trains to the end, collecting every event.
+fn train(
+    session: &Session,
+    config: TrainConfig,
+    resume: Option<Checkpoint>,
+) -> (TrainSummary, Vec<Event>) {
     let mut events = Vec::new();
-    loop {
-        let event = pollster::block_on(trainer.step()).unwrap();
-        let done = matches!(event, Event::Done { .. });
-        events.push(event);
-        if done {
-            return events;
-        }
+    let summary = pollster::block_on(session.train(config, resume, |event| {
+        events.push(event.clone());
+        ready(true)
+    }))
+    .unwrap();
+    (summary, events)
+}
+
+fn short(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        limit: Some(6_000),
+        ..TrainConfig::default()
     }
+}
+
+/// Largest absolute difference between two sets of weights.
+fn distance(a: &ModelWeights, b: &ModelWeights) -> f32 {
+    a.tensors
+        .iter()
+        .zip(&b.tensors)
+        .flat_map(|(x, y)| x.values.iter().zip(&y.values).map(|(p, q)| (p - q).abs()))
+        .fold(0.0, f32::max)
 }
 
 #[test]
 fn two_short_epochs_learn_mnist_and_report_metrics() {
-    let (train_file, test) = data();
-    let compute = ComputeDevice::cpu();
-    let config = TrainConfig {
-        epochs: 2,
-        limit: Some(6_000),
-        ..TrainConfig::default()
-    };
-    let mut trainer = Trainer::new(config, &train_file, &compute, None).unwrap();
-    let events = run(&mut trainer);
+    let session = session();
+    let (summary, events) = train(&session, short(2), None);
+    assert_eq!((summary.epochs, summary.stopped), (2, false));
     let epochs: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -53,80 +82,180 @@ fn two_short_epochs_learn_mnist_and_report_metrics() {
         .count();
     assert_eq!(batches, 2 * 6_000usize.div_ceil(128));
 
-    let checkpoint = trainer.checkpoint().unwrap().clone();
-    let model = checkpoint.best_weights.to_model(&compute.device).unwrap();
     let mut heard = Vec::new();
-    let report = pollster::block_on(metrics(
-        &model,
-        &train_file.slice(0, 5_000),
-        &test,
-        &compute.device,
-        checkpoint.history.clone(),
-        &mut |done, total| heard.push((done, total)),
-    ))
+    let report = pollster::block_on(session.metrics(|done, total| {
+        heard.push((done, total));
+        ready(())
+    }))
     .unwrap();
     // Progress rises chunk by chunk to every image of both sets.
     assert!(heard.windows(2).all(|w| w[0].0 < w[1].0), "{heard:?}");
-    assert_eq!(heard.last(), Some(&(15_000, 15_000)));
-    assert!(
-        report.test_accuracy > 0.85,
-        "6,000 images x 2 epochs: {}",
-        report.test_accuracy
-    );
-    assert_eq!(report.test_report.weighted_avg.support, 10_000);
-    assert_eq!(report.test_confusion.total(), 10_000);
+    assert_eq!(heard.last(), Some(&(70_000, 70_000)));
+    let accuracy = report.metrics.test_accuracy;
+    // The run is deterministic (fixed seed, fixed summation order); the floor sits just under it.
+    println!("6,000 images x 2 epochs: test accuracy {accuracy:.4}");
+    assert!(accuracy > FLOOR_TWO_SHORT_EPOCHS, "test accuracy {accuracy}");
+    assert_eq!(report.weights_from, "epoch 2 (lowest validation loss)");
+    assert_eq!(report.metrics.history, epochs);
+    assert_eq!(report.metrics.test_report.weighted_avg.support, 10_000);
+    assert_eq!(report.metrics.test_confusion.total(), 10_000);
     assert_eq!(
-        report.misclassified.len() as u64,
-        10_000 - report.test_confusion.correct()
+        report.metrics.misclassified.len() as u64,
+        10_000 - report.metrics.test_confusion.correct()
     );
+}
 
-    // Resuming from the checkpoint (as after a WebGPU failure) continues the epoch count.
+/// Observed: 0.9533 (2026-11-29, the direct convolutions); a few points under it.
+const FLOOR_TWO_SHORT_EPOCHS: f64 = 0.93;
+
+#[test]
+fn stop_keeps_the_weights_trained_so_far_and_the_finished_epochs() {
+    let session = session();
+    let config = short(3);
+    let batches_per_epoch = 6_000usize.div_ceil(128);
+    let mut seen = 0;
+    // Stop half-way through the second epoch.
+    let summary = pollster::block_on(session.train(config, None, |event| {
+        seen += usize::from(matches!(event, Event::Batch(_)));
+        ready(seen < batches_per_epoch + batches_per_epoch / 2)
+    }))
+    .unwrap();
+    assert!(summary.stopped && !summary.early_stopped);
+    assert_eq!(summary.epochs, 1);
+    let checkpoint = session.checkpoint().expect("the finished epoch is kept");
+    assert_eq!(checkpoint.epochs_done(), 1);
+    // Metrics and predictions use the weights of the moment Stop was pressed, half an epoch on.
+    let stopped = session.weights().unwrap();
+    let moved = distance(&stopped, &checkpoint.weights);
+    println!("half an epoch after the checkpoint, the weights moved by up to {moved}");
+    assert!(moved > 1e-3, "the stopped weights are the checkpoint's: {moved}");
+    let report = pollster::block_on(session.metrics(|_, _| ready(()))).unwrap();
+    assert_eq!(
+        report.weights_from,
+        "the weights when Stop was pressed, after epoch 1"
+    );
+}
+
+#[test]
+fn the_kept_weights_are_the_best_epochs_and_reproduce_its_validation_loss() {
+    let (train_file, _) = data();
+    let session = session();
+    // 256 training images overfit quickly and a tenfold learning rate makes the validation loss
+    // bounce, so the best epoch is not the last.
     let config = TrainConfig {
-        epochs: 3,
-        limit: Some(6_000),
+        epochs: 40,
+        limit: Some(256),
+        learning_rate: 0.01,
+        patience: 2,
         ..TrainConfig::default()
     };
-    let mut resumed = Trainer::new(config, &train_file, &compute, Some(checkpoint)).unwrap();
-    let events = run(&mut resumed);
-    let last = resumed.checkpoint().unwrap();
-    assert_eq!(last.history.len(), 3);
+    let (summary, _) = train(&session, config.clone(), None);
+    assert!(summary.early_stopped, "{summary:?}");
+    let checkpoint = session.checkpoint().unwrap();
+    let losses: Vec<f64> = checkpoint.history.iter().map(|r| r.val_loss).collect();
+    println!("validation losses: {losses:?}");
+    assert!(checkpoint.history.len() < 40);
+    assert_eq!(checkpoint.history.len(), checkpoint.best_epoch + 2);
+    let best = losses.iter().copied().fold(f64::INFINITY, f64::min);
+    assert_eq!(checkpoint.best_val_loss, best);
+    assert_ne!(checkpoint.best_weights, checkpoint.weights);
+    assert_eq!(session.weights(), Some(checkpoint.best_weights.clone()));
+
+    // Evaluating the kept weights on the same validation split gives the recorded loss.
+    let (_, validation) = split(&train_file, &config);
+    let device = burn::prelude::Device::flex();
+    let model = checkpoint.best_weights.to_model(&device).unwrap();
+    let again = pollster::block_on(evaluate(&model, &validation, &device, |_| ready(()))).unwrap();
+    assert_eq!(again.loss, checkpoint.best_val_loss);
+}
+
+#[test]
+fn resume_starts_from_the_checkpoints_weights() {
+    let session = session();
+    let (_, _) = train(&session, short(1), None);
+    let checkpoint = session.checkpoint().unwrap();
+
+    // Resume and stop after one batch: one Adam step (lr 1e-3) moves each weight by about 1e-3.
+    let resumed = Session::new();
+    let (train_file, test) = data();
+    resumed.set_data(train_file, test);
+    pollster::block_on(resumed.use_backend("cpu")).unwrap();
+    let summary = pollster::block_on(resumed.train(short(3), Some(checkpoint.clone()), |_| {
+        ready(false)
+    }))
+    .unwrap();
+    assert!(summary.stopped);
+    assert_eq!(summary.epochs, 1, "the checkpoint's epoch counts");
+    let after_one_step = resumed.weights().unwrap();
+    let from_checkpoint = distance(&after_one_step, &checkpoint.weights);
+    println!("one step after resuming, the weights moved by up to {from_checkpoint}");
+    assert!(
+        from_checkpoint > 0.0 && from_checkpoint < 2e-3,
+        "{from_checkpoint}"
+    );
+
+    // Resuming to the end continues the epoch count and the history.
+    let (summary, events) = train(&resumed, short(3), Some(checkpoint.clone()));
+    assert_eq!(summary.epochs, 3);
+    let history = resumed.checkpoint().unwrap().history;
+    assert_eq!(history[0], checkpoint.history[0]);
     assert!(events
         .iter()
         .any(|e| matches!(e, Event::Epoch(r) if r.epoch == 3)));
 }
 
 #[test]
-fn early_stopping_ends_a_run_whose_validation_loss_stalls() {
-    let (train_file, _) = data();
-    // 256 training images overfit quickly and a tenfold learning rate makes the validation loss
-    // bounce; patience 0 stops at the first epoch that fails to improve, well before 40 epochs.
+fn a_diverging_run_is_reported_as_divergence() {
+    let session = session();
     let config = TrainConfig {
-        epochs: 40,
-        limit: Some(256),
-        learning_rate: 0.01,
-        patience: 0,
+        epochs: 2,
+        limit: Some(2_048),
+        learning_rate: 0.9,
         ..TrainConfig::default()
     };
-    let mut trainer = Trainer::new(config, &train_file, &ComputeDevice::cpu(), None).unwrap();
-    let events = run(&mut trainer);
-    assert!(matches!(
-        events.last(),
-        Some(Event::Done {
-            early_stopped: true
-        })
-    ));
-    let checkpoint: &Checkpoint = trainer.checkpoint().unwrap();
-    assert!(checkpoint.history.len() < 40);
-    let best = checkpoint
-        .history
-        .iter()
-        .map(|r| r.val_loss)
-        .fold(f64::INFINITY, f64::min);
-    assert_eq!(checkpoint.best_val_loss, best);
+    let error = pollster::block_on(session.train(config, None, |_| ready(true))).unwrap_err();
+    println!("{error}");
+    assert_eq!(error.kind(), ErrorKind::Divergence);
     assert_eq!(
-        checkpoint.history.last().unwrap().epoch,
-        checkpoint.best_epoch + 1
+        error.recovery(mnist7k::backend::Backend::Gpu),
+        Recovery::Report
     );
+    assert!(error.to_string().contains("try a lower learning rate than 0.9"));
+}
+
+#[test]
+fn a_session_refuses_what_it_cannot_do_with_its_reason() {
+    let empty = Session::new();
+    let error = pollster::block_on(empty.metrics(|_, _| ready(()))).unwrap_err();
+    assert_eq!(error.to_string(), "the MNIST data is not loaded yet");
+    assert_eq!(error.kind(), ErrorKind::Data);
+    let error = pollster::block_on(empty.predict(vec![0.0; 784])).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "no trained weights yet: train or load weights first"
+    );
+    assert_eq!(error.kind(), ErrorKind::Weights);
+    let error = pollster::block_on(empty.use_backend("foo")).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    let error = empty.load_weights("not json").unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Weights);
+    assert!(empty.weights().is_none(), "a bad file changes nothing");
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(50_000_000));
+    assert_eq!(
+        empty.load_weights(&huge).unwrap_err().to_string(),
+        "the weights file is 50.0 MB; an mnist7k weights file is well under 4 MB"
+    );
+    let corrupt_gzip: &[u8] = &[0x1f, 0x8b, 1, 2, 3];
+    let error = empty.load_data([corrupt_gzip, &[], &[], &[]]).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Data);
+    assert!(
+        error.to_string().starts_with("train-images-idx3-ubyte could not be decompressed"),
+        "{error}"
+    );
+    let (train_file, test) = data();
+    empty.set_data(train_file, test);
+    let error = pollster::block_on(empty.train(short(1), None, |_| ready(true))).unwrap_err();
+    assert_eq!(error.to_string(), "the compute device failed: no backend selected yet");
 }
 
 #[test]

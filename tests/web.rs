@@ -8,7 +8,8 @@ use mnist7k::backend::ComputeDevice;
 use mnist7k::data::{Mnist, NamedBytes};
 use mnist7k::evaluation::evaluate;
 use mnist7k::model::{Cnn, PIXELS};
-use mnist7k::training::{Event, TrainConfig, Trainer};
+use mnist7k::config::TrainConfig;
+use mnist7k::training::{Event, Trainer};
 use mnist7k::web::Mnist7k;
 use mnist7k::weights::ModelWeights;
 use wasm_bindgen::JsValue;
@@ -172,26 +173,76 @@ async fn webgpu_adapter_trains_and_matches_the_cpu_forward_pass() {
     );
 }
 
+/// The `message` and `kind` of an error thrown by the wasm API.
+fn thrown(error: JsValue) -> (String, String) {
+    let kind = js_sys::Reflect::get(&error, &"kind".into())
+        .ok()
+        .and_then(|k| k.as_string())
+        .unwrap_or_default();
+    (js_sys::Error::from(error).message().into(), kind)
+}
+
 #[wasm_bindgen_test]
-async fn predict_rejects_wrong_input_with_an_error() {
-    let message = |error: wasm_bindgen::JsError| -> String {
-        js_sys::Error::from(JsValue::from(error)).message().into()
-    };
+async fn the_api_throws_errors_with_their_kind() {
     let app = Mnist7k::new();
-    let wrong = app
-        .predict(vec![0.5; 100])
+    let (message, kind) = thrown(app.predict(vec![0.5; 100]).await.unwrap_err());
+    assert!(message.contains("784 pixels"), "{message}");
+    assert_eq!(kind, "config");
+    let (message, kind) = thrown(app.predict(vec![0.5; PIXELS]).await.unwrap_err());
+    assert!(message.contains("no trained weights"), "{message}");
+    assert_eq!(kind, "weights");
+    let (message, kind) = thrown(app.load_weights("{\"format\": 3}").unwrap_err());
+    assert!(message.contains("weights file"), "{message}");
+    assert_eq!(kind, "weights");
+    let (message, kind) = thrown(app.load_data(&[1, 2, 3], &[], &[], &[]).unwrap_err());
+    assert!(message.contains("train-images-idx3-ubyte"), "{message}");
+    assert_eq!(kind, "data");
+    let (message, kind) = thrown(app.use_backend("foo".into()).await.unwrap_err());
+    assert!(message.contains("unknown backend \"foo\""), "{message}");
+    assert_eq!(kind, "config");
+}
+
+/// Trains a short run through the wasm API, as the worker does; `settings` as the page sends them.
+async fn train_through_the_api(app: &Mnist7k, settings: &str) -> Result<JsValue, JsValue> {
+    app.load_data(TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)?;
+    app.use_backend("cpu".into()).await?;
+    let keep_going = js_sys::Function::new_no_args("return new Promise((r) => setTimeout(() => r(true), 0))");
+    app.train(js_sys::JSON::parse(settings)?, JsValue::NULL, keep_going)
         .await
-        .expect_err("100 pixels is an error");
-    assert!(message(wrong).contains("784 pixels"));
-    let untrained = app
-        .predict(vec![0.5; PIXELS])
+}
+
+#[wasm_bindgen_test]
+async fn trained_weights_round_trip_through_the_api_with_identical_predictions() {
+    let app = Mnist7k::new();
+    train_through_the_api(&app, r#"{"epochs": 1, "limit": 640, "seed": 3}"#)
         .await
-        .expect_err("no weights yet is an error");
-    assert!(message(untrained).contains("no trained weights"));
-    let bad_weights = app
-        .load_weights("{\"format\": 3}")
-        .expect_err("a bad weights file is an error");
-    assert!(message(bad_weights).contains("weights file"));
+        .unwrap();
+    let json = app.weights_json().expect("trained weights");
+    let weights = ModelWeights::from_json(&json).unwrap();
+    // Trained biases are not zero, so a swapped or dropped bias would change the predictions.
+    let bias = &weights.tensors[1].values;
+    assert!(bias.iter().any(|&b| b != 0.0), "conv1 biases: {bias:?}");
+    let loaded = Mnist7k::new();
+    loaded.load_weights(&json).unwrap();
+    let test = set(TEST_IMAGES, TEST_LABELS);
+    for index in 0..8 {
+        let pixels = test.batch_pixels(&[index]);
+        let a = app.predict(pixels.clone()).await.unwrap();
+        let b = loaded.predict(pixels).await.unwrap();
+        assert_eq!(a, b, "test image {index}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn bad_settings_are_refused_before_training_with_their_name() {
+    let app = Mnist7k::new();
+    let (message, kind) = thrown(
+        train_through_the_api(&app, r#"{"epsilon": 0}"#)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(kind, "config");
+    assert!(message.contains("Adam's epsilon must be greater than 0"), "{message}");
 }
 
 #[wasm_bindgen_test]
@@ -211,7 +262,7 @@ async fn one_cpu_epoch_on_the_full_split_reaches_96_percent() {
         }
     };
     let model = trainer.inference_model();
-    let on_test = evaluate(&model, &test, &compute.device, &mut |_| {})
+    let on_test = evaluate(&model, &test, &compute.device, |_| std::future::ready(()))
         .await
         .unwrap();
     let accuracy = on_test.accuracy(test.labels());

@@ -1,4 +1,6 @@
 // The settings form: the recipe's fields, mirrored in the URL query so a link reproduces a run.
+// Ranges come from Rust (`settingsBounds`), which also checks them: the form only makes sure
+// each field holds a number.
 
 // URL key -> [form field, config key, parse]
 const FIELDS = {
@@ -18,11 +20,21 @@ const FULL_TRAINING_SPLIT = 48000;
 export function createControls(form) {
   const field = (name) => form.elements.namedItem(name);
 
+  const fromLink = {};
+  const problems = [];
   function fromUrl() {
     const query = new URLSearchParams(window.location.search);
     for (const key of [...Object.keys(FIELDS), 'backend']) {
       const value = query.get(key);
-      if (value !== null && field(key)) field(key).value = value;
+      const input = field(key);
+      if (value === null || !input) continue;
+      fromLink[key] = value;
+      if (input.tagName === 'SELECT' && ![...input.options].some((o) => o.value === value)) {
+        const choices = [...input.options].map((o) => o.value).join(', ');
+        problems.push(`The link's ${key} "${value}" is not one of ${choices}: using ${input.value}.`);
+        continue;
+      }
+      input.value = value;
     }
   }
 
@@ -36,19 +48,34 @@ export function createControls(form) {
     window.history.replaceState(null, '', search ? `?${search}` : window.location.pathname);
   }
 
-  // The recipe as the Rust `TrainConfig` expects it, or an error naming the bad field.
+  // The settings as Rust's `TrainConfig::from_json` reads them, or an error naming a field that
+  // holds no number (a number input shows "" for text such as `?lr=abc`: name what was typed).
   function config() {
     const out = {};
     for (const [name, key, parse] of Object.values(FIELDS)) {
       const input = field(name);
       const value = parse(input.value);
-      if (!Number.isFinite(value) || !input.checkValidity()) {
-        throw new Error(`${input.closest('label').textContent.trim()}: "${input.value}" is not valid`);
+      if (!Number.isFinite(value)) {
+        const typed = input.value || fromLink[name] || '';
+        throw new Error(`${input.closest('label').textContent.trim()}: ${typed ? `"${typed}" is not a number` : 'enter a number'}`);
       }
       out[key] = value;
     }
     if (out.limit >= FULL_TRAINING_SPLIT) out.limit = null;
     return out;
+  }
+
+  // The allowed range of each field, as the browser's number inputs express it.
+  function applyBounds(bounds) {
+    for (const [name, key] of Object.values(FIELDS)) {
+      const bound = bounds.find((b) => b.key === key);
+      const input = field(name);
+      if (!bound || !input) continue;
+      input.min = String(bound.min);
+      input.max = String(bound.max);
+      input.step = bound.integer ? '1' : 'any';
+      input.title = `${bound.name}: ${bound.min_allowed ? 'from' : 'above'} ${bound.min} ${bound.max_allowed ? 'to' : 'below'} ${bound.max}`;
+    }
   }
 
   function setEnabled(enabled) {
@@ -59,8 +86,11 @@ export function createControls(form) {
   form.addEventListener('input', toUrl);
   return {
     config,
+    applyBounds,
     setEnabled,
     backendChoice: () => field('backend').value,
+    // What the link asked for that the form cannot hold, as sentences for a notice.
+    linkProblems: () => [...problems],
     onBackendChange: (handler) => field('backend').addEventListener('change', handler),
   };
 }

@@ -104,8 +104,8 @@ function onEvent(event) {
   redraw();
 }
 
-// WebGPU failed (an error or a trapped wasm instance): a fresh worker on the CPU resumes from
-// the last finished epoch.
+// WebGPU failed (a device error or a trapped wasm instance): a fresh worker on the CPU resumes
+// from the last finished epoch.
 function fallBackToCpu(message) {
   const resume = running?.checkpoint ?? null;
   const epochs = resume ? resume.history.length : 0;
@@ -115,8 +115,31 @@ function fallBackToCpu(message) {
   });
 }
 
+function trainingFailed({ kind, recovery, message, checkpoint, weights }) {
+  benching = false;
+  if (running && recovery === 'fall_back_to_cpu') {
+    fallBackToCpu(message);
+    return;
+  }
+  const kept = checkpoint ?? running?.checkpoint ?? null;
+  running = null;
+  setRunning(false);
+  progress.setStatus('error', `Training failed: ${message}`);
+  progress.setKind(kind);
+  if (weights) {
+    latestWeights = weights;
+    buttons.save.disabled = false;
+  }
+  if (kept && kept.history.length > 0) {
+    progress.showNotice(`The weights of epoch ${kept.best_epoch} (lowest validation loss of the ${kept.history.length} finished epochs) are kept: draw a digit or save them.`);
+  }
+}
+
 const handlers = {
-  status: ({ state, text }) => progress.setStatus(state, text),
+  status: ({ state, text, kind }) => {
+    progress.setStatus(state, text);
+    if (kind) progress.setKind(kind);
+  },
   data: ({ summary }) => showClassCounts(testid('class-counts'), summary.class_counts),
   backend: ({ name, reason }) => {
     backendName = name;
@@ -131,16 +154,8 @@ const handlers = {
     running = null;
     setRunning(false);
   },
-  'train-failed': ({ backend, message }) => {
-    benching = false;
-    if (running && backend === 'webgpu') {
-      fallBackToCpu(message);
-      return;
-    }
-    running = null;
-    setRunning(false);
-    progress.setStatus('error', `Training failed: ${message}`);
-  },
+  'train-failed': trainingFailed,
+  settings: ({ bounds }) => controls.applyBounds(bounds),
   metrics: ({ metrics, gallery, weights }) => {
     latestWeights = weights;
     buttons.save.disabled = !weights;
@@ -169,21 +184,25 @@ function startWorker(choice, reason, onReady) {
   backendName = null;
   benching = false;
   setRunning(running !== null);
-  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-  worker.onmessage = ({ data }) => {
+  const current = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  worker = current;
+  // A replaced worker may still have messages in flight: only the current one is heard.
+  current.onmessage = ({ data }) => {
+    if (worker !== current) return;
     handlers[data.type]?.(data);
     if (data.type === 'backend') {
       if (reason && data.name === 'cpu') progress.setBackend('cpu', reason);
       onReady?.();
     }
   };
-  worker.onerror = (event) => {
+  current.onerror = (event) => {
     event.preventDefault();
-    handlers['train-failed']({ backend: backendName, message: event.message || 'the worker could not start' });
+    if (worker !== current) return;
+    trainingFailed({ kind: 'crash', recovery: 'report', message: event.message || 'the worker could not start' });
   };
   progress.setStatus('loading', 'Loading the WebAssembly module…');
   wasmModule.then(
-    (module) => worker.postMessage({ type: 'start', module, backendChoice: choice, dataBase: new URL('data/', document.baseURI).href }),
+    (module) => current.postMessage({ type: 'start', module, backendChoice: choice, dataBase: new URL('data/', document.baseURI).href }),
     (error) => progress.setStatus('error', `The WebAssembly module could not be loaded: ${error.message}`),
   );
 }
@@ -193,7 +212,8 @@ buttons.train.addEventListener('click', () => {
   try {
     config = controls.config();
   } catch (error) {
-    progress.showNotice(error.message);
+    progress.setStatus('error', `Invalid setting: ${error.message}`);
+    progress.setKind('config');
     return;
   }
   progress.showNotice(null);
@@ -239,5 +259,7 @@ if (!window.Worker || !window.WebAssembly) {
   progress.setStatus('error', 'This browser cannot run mnist7k: it needs Web Workers and WebAssembly.');
 } else {
   redraw();
+  const problems = controls.linkProblems();
+  if (problems.length > 0) progress.showNotice(problems.join(' '));
   startWorker(controls.backendChoice(), null);
 }

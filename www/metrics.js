@@ -66,8 +66,17 @@ function galleryItem({ pixels, truth, predicted, index }) {
   return figure;
 }
 
+// "3 epochs trained: 1 on webgpu, 2 on cpu" (a run that fell back to the CPU says so).
+function epochsLine(history) {
+  if (history.length === 0) return 'No finished epoch.';
+  const perBackend = new Map();
+  for (const { backend } of history) perBackend.set(backend, (perBackend.get(backend) ?? 0) + 1);
+  const parts = [...perBackend].map(([backend, n]) => `${n} on ${backend}`).join(', ');
+  return `${history.length} epoch${history.length === 1 ? '' : 's'} trained: ${parts}.`;
+}
+
 export function showMetrics(elements, { metrics, gallery, weightsFrom }) {
-  elements.origin.textContent = `Weights of ${weightsFrom}. Training file: all ${metrics.train_report.micro_avg.support} training images (fitted and held out); test set: ${metrics.test_report.micro_avg.support} images. ${metrics.misclassified.length} test images misclassified.`;
+  elements.origin.textContent = `Weights of ${weightsFrom}. ${epochsLine(metrics.history)} Training file: all ${metrics.train_report.micro_avg.support} training images (fitted and held out); test set: ${metrics.test_report.micro_avg.support} images. ${metrics.misclassified.length} test images misclassified.`;
   elements.train.textContent = reportTable('training file', metrics.train_loss, metrics.train_report);
   elements.test.textContent = reportTable('test set', metrics.test_loss, metrics.test_report);
   confusionTable(elements.confusion, metrics.test_confusion.counts);

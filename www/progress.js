@@ -4,6 +4,12 @@ export function createProgress({ status, backend, notice, bar, text, bench }) {
   function setStatus(state, message) {
     status.dataset.state = state;
     status.textContent = message;
+    delete status.dataset.kind;
+  }
+
+  // The kind of the failure just shown (config, data, weights, divergence, device, storage).
+  function setKind(kind) {
+    status.dataset.kind = kind;
   }
 
   function showNotice(message) {
@@ -54,5 +60,5 @@ export function createProgress({ status, backend, notice, bar, text, bench }) {
     bench.dataset.result = JSON.stringify(result);
   }
 
-  return { setStatus, showNotice, setBackend, batch, evaluation, showBench };
+  return { setStatus, setKind, showNotice, setBackend, batch, evaluation, showBench };
 }

@@ -1,11 +1,7 @@
 // Training runs here, off the main thread: the wasm module, the data and the model live in this
 // worker; the page only draws what it is told.
-import init, { Mnist7k } from '../mnist7k.js';
+import init, { Mnist7k, dataFiles, settingsBounds } from '../mnist7k.js';
 
-const DATA_FILES = [
-  'train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
-  't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte',
-];
 const CACHE = 'mnist7k-data-v1';
 
 let app = null;
@@ -15,9 +11,9 @@ let training = false;
 
 const post = (message, transfer) => self.postMessage(message, transfer ?? []);
 let lastStatus = null;
-const status = (state, text) => {
+const status = (state, text, kind) => {
   lastStatus = { state, text };
-  post({ type: 'status', state, text });
+  post({ type: 'status', state, text, kind });
 };
 const messageOf = (error) => (error && error.message) || String(error);
 
@@ -30,34 +26,78 @@ function nextTask() {
   });
 }
 
-// Fetches a data file once; later visits read it from the Cache API, not the network.
-async function fetchCached(base, name) {
-  const url = new URL(`${base}${name}.gz`, self.location.href).href;
-  const cache = 'caches' in self ? await caches.open(CACHE).catch(() => null) : null;
-  let response = cache ? await cache.match(url) : undefined;
-  const cached = Boolean(response);
-  if (!response) {
-    response = await fetch(url);
-    if (!response.ok) {
-      throw new Error(`${name}.gz could not be downloaded (HTTP ${response.status}); run the set-up so that data/ holds the MNIST files`);
-    }
-    if (cache) await cache.put(url, response.clone()).catch(() => {});
+// The Cache API, or null where the browser refuses it (private windows, some policies).
+async function openCache() {
+  if (!('caches' in self)) return null;
+  try {
+    return await caches.open(CACHE);
+  } catch (error) {
+    storageNotice(error);
+    return null;
   }
-  return { bytes: new Uint8Array(await response.arrayBuffer()), cached };
 }
 
-async function loadData(base) {
-  const files = [];
-  let cachedCount = 0;
-  for (const [i, name] of DATA_FILES.entries()) {
-    status('loading', `Loading ${name} (${i + 1}/4)…`);
-    const { bytes, cached } = await fetchCached(base, name);
-    cachedCount += cached ? 1 : 0;
-    files.push(bytes);
+let storageWarned = false;
+function storageNotice(error) {
+  if (storageWarned) return;
+  storageWarned = true;
+  post({ type: 'notice', kind: 'storage', text: `The browser refused to keep the data (${messageOf(error)}): it will be downloaded again next visit.` });
+}
+
+async function download(url, name) {
+  let response;
+  try {
+    response = await fetch(url, { cache: 'no-store' });
+  } catch (error) {
+    throw Object.assign(new Error(`${name}.gz could not be downloaded (${messageOf(error)})`), { kind: 'data' });
   }
-  status('loading', 'Checking the data…');
-  const summary = app.loadData(files[0], files[1], files[2], files[3]);
-  return { ...summary, cached: cachedCount === DATA_FILES.length };
+  if (!response.ok) {
+    throw Object.assign(new Error(`${name}.gz could not be downloaded (HTTP ${response.status}); run the set-up so that data/ holds the MNIST files`), { kind: 'data' });
+  }
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+// The four data files, from the cache where it holds them (`useCache`), else from the network.
+async function fetchAll(base, cache, useCache) {
+  const files = [];
+  for (const [i, name] of dataFiles().entries()) {
+    status('loading', `Loading ${name} (${i + 1}/4)…`);
+    const url = new URL(`${base}${name}.gz`, self.location.href).href;
+    const hit = useCache && cache ? await cache.match(url) : undefined;
+    const bytes = hit ? new Uint8Array(await hit.arrayBuffer()) : await download(url, name);
+    files.push({ url, bytes, cached: Boolean(hit) });
+  }
+  return files;
+}
+
+// Only data that passed the checks is cached; a cached copy that fails them is evicted and the
+// files are fetched again, so one bad response cannot break later visits.
+async function loadData(base) {
+  const cache = await openCache();
+  let files = await fetchAll(base, cache, true);
+  const check = () => {
+    status('loading', 'Checking the data…');
+    return app.loadData(...files.map((f) => f.bytes));
+  };
+  let summary;
+  try {
+    summary = check();
+  } catch (error) {
+    if (!files.some((f) => f.cached)) throw error;
+    await caches.delete(CACHE).catch(() => {});
+    status('loading', 'The stored data was damaged: downloading it again…');
+    files = await fetchAll(base, null, false);
+    summary = check();
+  }
+  const fresh = files.filter((f) => !f.cached);
+  if (cache && fresh.length > 0) {
+    try {
+      await Promise.all(fresh.map((f) => cache.put(f.url, new Response(f.bytes))));
+    } catch (error) {
+      storageNotice(error);
+    }
+  }
+  return { ...summary, cached: fresh.length === 0 };
 }
 
 // Picks the backend: WebGPU when asked for (or auto) and an adapter exists, the CPU otherwise,
@@ -87,6 +127,7 @@ async function chooseBackend(choice) {
 async function start({ module, backendChoice, dataBase }) {
   try {
     await init({ module_or_path: module });
+    post({ type: 'settings', bounds: settingsBounds() });
     app = new Mnist7k();
     const data = await loadData(dataBase);
     post({ type: 'data', summary: data });
@@ -96,8 +137,18 @@ async function start({ module, backendChoice, dataBase }) {
     post({ type: 'backend', name: chosen.name, reason: chosen.reason });
     status('idle', 'Ready to train');
   } catch (error) {
-    status('error', messageOf(error));
+    status('error', messageOf(error), error?.kind ?? 'data');
   }
+}
+
+// A failure as the page needs it: what happened and whether the CPU can carry on.
+function failure(error) {
+  return {
+    backend,
+    kind: error?.kind ?? 'device',
+    recovery: error?.recovery ?? (backend === 'webgpu' ? 'fall_back_to_cpu' : 'report'),
+    message: messageOf(error),
+  };
 }
 
 async function train({ config, resume }) {
@@ -116,19 +167,24 @@ async function train({ config, resume }) {
     await sendMetrics();
   } catch (error) {
     training = false;
-    post({ type: 'train-failed', backend, message: messageOf(error) });
+    // The finished epochs' best weights stay loaded here (drawing works) and go to the page.
+    post({ type: 'train-failed', ...failure(error), checkpoint: app.checkpoint(), weights: app.weightsJson() ?? null });
   }
 }
 
 async function sendMetrics() {
   status('training', 'Computing metrics on the training file and the test set…');
   try {
-    const metrics = await app.metrics((done, total) => post({ type: 'metrics-progress', done, total }));
+    // Each chunk waits for a task turn, so drawing predictions are answered in between.
+    const metrics = await app.metrics((done, total) => {
+      post({ type: 'metrics-progress', done, total });
+      return nextTask();
+    });
     const gallery = metrics.misclassified.slice(0, 48).map((m) => ({ ...m, pixels: app.testImage(m.index) }));
     post({ type: 'metrics', metrics, gallery, weights: app.weightsJson() });
     status('done', `Done: test accuracy ${(metrics.test_accuracy * 100).toFixed(2)}%`);
   } catch (error) {
-    status('error', `Metrics failed: ${messageOf(error)}`);
+    status('error', `Metrics failed: ${messageOf(error)}`, error?.kind);
   }
 }
 
@@ -164,7 +220,7 @@ function loadWeights({ json }) {
     post({ type: 'weights-loaded' });
     if (!training) sendMetrics();
   } catch (error) {
-    post({ type: 'notice', text: `Could not load the weights file: ${messageOf(error)}` });
+    post({ type: 'notice', kind: error?.kind ?? 'weights', text: `Could not load the weights file: ${messageOf(error)}` });
   }
 }
 
@@ -180,10 +236,21 @@ self.onmessage = ({ data }) => {
   }
 };
 
-// A trap inside wasm (for example a lost GPU device) lands here; the page restarts on the CPU.
+// A trap inside wasm (for example a lost GPU device) lands here: the instance is dead, so the
+// page restarts on the CPU from the checkpoint it holds. Handled here only (preventDefault), so
+// that the page hears of it once.
+let crashed = false;
+function crash(message) {
+  if (crashed) return;
+  crashed = true;
+  const kind = backend === 'webgpu' ? 'device' : 'crash';
+  post({ type: 'train-failed', ...failure({ kind, message: `the worker crashed: ${message}` }), checkpoint: null, weights: null });
+}
 self.addEventListener('error', (event) => {
-  post({ type: 'train-failed', backend, message: event.message || 'the worker crashed' });
+  event.preventDefault();
+  crash(event.message || 'unknown error');
 });
 self.addEventListener('unhandledrejection', (event) => {
-  post({ type: 'train-failed', backend, message: messageOf(event.reason) });
+  event.preventDefault();
+  crash(messageOf(event.reason));
 });

@@ -1,18 +1,31 @@
-// The app as users run it (`trunk serve`) and headless Debian Chromium driven by playwright-core:
-// shared by the end-to-end tests and the browser half of the benchmark (scripts/bench-browser.mjs).
+// The app as users run it (`trunk serve`) in headless Debian Chromium and Firefox ESR, both driven
+// by puppeteer-core (Chromium over CDP, Firefox over WebDriver BiDi; no browser is downloaded).
+// Shared by the end-to-end tests and the browser half of the benchmark (scripts/bench-browser.mjs).
 import { spawn } from 'node:child_process';
-import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
 
 export const MINUTE = 60_000;
 const PORT = Number(process.env.E2E_PORT ?? 8123);
 // E2E_BASE points at an already running server instead of starting `trunk serve`.
-const BASE = process.env.E2E_BASE ?? `http://127.0.0.1:${PORT}/`;
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+export const BASE = process.env.E2E_BASE ?? `http://127.0.0.1:${PORT}/`;
+
+// The engines the suites run in; E2E_BROWSERS=chromium (or firefox) narrows it.
+export const BROWSERS = (process.env.E2E_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
+
+const EXECUTABLES = {
+  chromium: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  firefox: process.env.FIREFOX ?? '/usr/bin/firefox-esr',
+};
 // --disable-dev-shm-usage: a CI container's /dev/shm can be too small for the 24 MB module.
-const BASE_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'];
-export const WEBGPU_ARGS = ['--enable-unsafe-webgpu'];
-export const NO_WEBGPU_ARGS = ['--disable-blink-features=WebGPU', '--disable-gpu'];
+const CHROMIUM_WEBGPU = { true: ['--enable-unsafe-webgpu'], false: ['--disable-blink-features=WebGPU', '--disable-gpu'] };
+// Firefox's WebGPU runs on lavapipe (mesa-vulkan-drivers) once the blocklist is ignored.
+const firefoxPrefs = (webgpu) => ({
+  'dom.webgpu.enabled': webgpu,
+  'gfx.webgpu.ignore-blocklist': webgpu,
+  'browser.shell.checkDefaultBrowser': false,
+});
 
 // Resolves once the server answers; rejects at the deadline or as soon as `exited` settles
 // (trunk stops at once on a bad Trunk.toml or a failed build: no point waiting 30 minutes).
@@ -48,59 +61,134 @@ export async function serveApp() {
   return stop;
 }
 
+// Recorded in every page before its scripts run: long main-thread tasks (Chromium only) and
+// Content-Security-Policy violations (which also go to the console, hence to `errors`).
+function instrument() {
+  window.longTasks = [];
+  try {
+    new PerformanceObserver((list) => window.longTasks.push(...list.getEntries().map((e) => [e.startTime, e.duration])))
+      .observe({ type: 'longtask', buffered: true });
+  } catch { window.longTasks = null; }
+  document.addEventListener('securitypolicyviolation', (e) => {
+    console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
+  });
+}
+
 // What went wrong in each page (uncaught errors, console errors, failed requests), for messages.
 const pageErrors = new WeakMap();
 
-export async function openPage(args, query) {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, ...args] });
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  // Main-thread tasks over 50 ms, as Chromium reports them, for longestTaskSince().
-  await page.addInitScript(() => {
-    window.longTasks = [];
-    new PerformanceObserver((list) => window.longTasks.push(...list.getEntries().map((e) => [e.startTime, e.duration])))
-      .observe({ type: 'longtask', buffered: true });
+// A browser with one page. `routes` answer matching requests instead of the server:
+// [[test(url) -> bool, async (url) -> { status, body, contentType }], ...].
+export async function openPage({ engine = 'chromium', webgpu = false, query = '', routes = [] } = {}) {
+  const browser = await puppeteer.launch({
+    browser: engine === 'firefox' ? 'firefox' : 'chrome',
+    executablePath: EXECUTABLES[engine],
+    headless: true,
+    args: engine === 'firefox' ? [] : [...CHROMIUM_ARGS, ...CHROMIUM_WEBGPU[Boolean(webgpu)]],
+    extraPrefsFirefox: firefoxPrefs(Boolean(webgpu)),
+    protocolTimeout: 30 * MINUTE,
   });
+  const page = await browser.newPage();
+  page.setDefaultTimeout(5 * MINUTE);
+  await page.evaluateOnNewDocument(instrument);
   const errors = [];
   page.on('pageerror', (error) => errors.push(String(error)));
   page.on('console', (message) => {
-    if (message.type() === 'error') errors.push(`${message.text()} (${message.location().url})`);
+    if (message.type() === 'error') errors.push(message.text());
   });
-  // A network failure ("Failed to fetch" in the page) names its URL and Chromium's reason here.
+  // A network failure ("Failed to fetch" in the page) names its URL and the browser's reason here.
   page.on('requestfailed', (request) => errors.push(`request failed: ${request.url()} (${request.failure()?.errorText})`));
+  if (routes.length > 0) {
+    await page.setRequestInterception(true);
+    page.on('request', async (request) => {
+      const route = routes.find(([matches]) => matches(request.url()));
+      if (!route) return request.continue();
+      const { status = 200, body, contentType = 'application/octet-stream' } = await route[1](request.url());
+      return request.respond({ status, body, contentType });
+    });
+  }
   pageErrors.set(page, errors);
-  return { browser, context, page, errors, open: () => page.goto(`${BASE}${query}`) };
+  return { browser, page, errors, engine, open: () => page.goto(`${BASE}${query}`) };
 }
 
-// The longest main-thread task (ms) that started after `since` (the page's performance.now()).
+// The page's errors other than those a test provoked on purpose (a 404 it served, say).
+export const unexpected = (errors, ...allowed) => errors.filter((e) => !allowed.some((pattern) => pattern.test(e)));
+
+// The longest main-thread task (ms) that started after `since` (the page's performance.now()),
+// or null where the browser does not report long tasks (Firefox).
 export async function longestTaskSince(page, since) {
-  return page.evaluate((t0) => Math.max(0, ...window.longTasks.filter(([start]) => start >= t0).map(([, d]) => d)), since);
+  return page.evaluate((t0) => (window.longTasks === null ? null
+    : Math.max(0, ...window.longTasks.filter(([start]) => start >= t0).map(([, d]) => d))), since);
 }
 
-export const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
+const selector = (id) => `[data-testid="${id}"]`;
+export const text = (page, id) => page.$eval(selector(id), (e) => e.textContent);
+export const attr = (page, id, name) => page.$eval(selector(id), (e, n) => e.getAttribute(n), name);
+export const disabled = (page, id) => page.$eval(selector(id), (e) => e.disabled);
+export const count = (page, css) => page.$$eval(css, (list) => list.length);
+export const click = (page, id) => page.$eval(selector(id), (e) => e.click());
+export const noticeText = (page) => page.$eval('#notice', (e) => (e.hidden ? '' : e.textContent));
+
+// Types a value into a settings field as a person would (select all, type, leave the field).
+export async function typeInto(page, id, value) {
+  await page.$eval(selector(id), (e, v) => {
+    e.value = v;
+    e.dispatchEvent(new Event('input', { bubbles: true }));
+    e.dispatchEvent(new Event('change', { bubbles: true }));
+  }, value);
+}
+
+async function status(page) {
+  return page.$eval(selector('status'), (e) => ({ state: e.dataset.state, kind: e.dataset.kind ?? null, text: e.textContent }));
+}
 
 // Waits for the status to reach `state`; reaching the error state instead ends the wait at once.
+// Returns { state, kind, text }.
 export async function waitForState(page, state, timeout) {
-  const status = byId(page, 'status');
-  const settled = state === 'error' ? `[data-state="error"]` : `[data-state="${state}"], [data-state="error"]`;
-  const describe = async () => `${await status.getAttribute('data-state')} "${await status.textContent()}"; page errors: ${JSON.stringify(pageErrors.get(page) ?? [])}`;
-  await status.and(page.locator(settled)).waitFor({ timeout }).catch(async (error) => {
-    throw new Error(`status never reached ${state} (${error.message}): ${await describe()}`);
-  });
-  if (await status.getAttribute('data-state') !== state) {
-    throw new Error(`status became error while waiting for ${state}: ${await describe()}`);
+  try {
+    await page.waitForFunction((wanted) => {
+      const s = document.querySelector('[data-testid="status"]')?.dataset.state;
+      return s === wanted || s === 'error';
+    }, { timeout, polling: 200 }, state);
+  } catch (error) {
+    const now = await status(page).catch(() => ({}));
+    throw new Error(`status never reached ${state} (${error.message}): ${now.state} "${now.text}"; page errors: ${JSON.stringify(pageErrors.get(page) ?? [])}`);
   }
+  const now = await status(page);
+  if (now.state !== state) {
+    throw new Error(`status became error while waiting for ${state}: "${now.text}"; page errors: ${JSON.stringify(pageErrors.get(page) ?? [])}`);
+  }
+  return now;
 }
 
 // Presses "Measure speed" and returns the benchmark result the page shows (data-result).
 export async function measureSpeed(page, timeout) {
-  await byId(page, 'bench').click();
+  await click(page, 'bench');
   await page.waitForFunction(() => {
     const button = document.querySelector('[data-testid="bench"]');
     return !button.disabled && !document.querySelector('[data-testid="bench-result"]').hidden;
-  }, null, { timeout });
-  const output = byId(page, 'bench-result');
-  const json = await output.getAttribute('data-result');
-  if (!json) throw new Error(`the speed test failed: ${await output.textContent()}`);
+  }, { timeout, polling: 500 });
+  const json = await attr(page, 'bench-result', 'data-result');
+  if (!json) throw new Error(`the speed test failed: ${await text(page, 'bench-result')}`);
   return JSON.parse(json);
+}
+
+// Draws a "7" (a bar across the top, then a stroke down to the lower left) with real pointer
+// events and returns the prediction the page shows.
+export async function drawSeven(page) {
+  const pad = await page.$(selector('pad'));
+  await pad.scrollIntoView();
+  const box = await pad.boundingBox();
+  const at = (fx, fy) => [box.x + box.width * fx, box.y + box.height * fy];
+  await page.mouse.move(...at(0.3, 0.2));
+  await page.mouse.down();
+  for (let i = 0; i <= 10; i += 1) await page.mouse.move(...at(0.3 + 0.4 * (i / 10), 0.2));
+  for (let i = 0; i <= 12; i += 1) await page.mouse.move(...at(0.7 - 0.25 * (i / 12), 0.2 + 0.65 * (i / 12)));
+  await page.mouse.up();
+  try {
+    await page.waitForFunction(() => /^[0-9]$/.test(document.querySelector('[data-testid="prediction"]').textContent), { timeout: MINUTE, polling: 200 });
+  } catch (error) {
+    throw new Error(`no prediction shown (${await attr(page, 'prediction', 'title')}): ${error.message}`);
+  }
+  return text(page, 'prediction');
 }

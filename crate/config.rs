@@ -1,0 +1,273 @@
+//! The recipe's settings, their defaults (the report's recipe) and their allowed ranges. The
+//! ranges are stated once, here: `validate`, the CLI's flags and the page's form all use them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The recipe, with the report's values as defaults. Every field is editable in the page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub epsilon: f32,
+    pub patience: usize,
+    pub validation_split: f64,
+    /// Use only the first `limit` images of the training split (quick runs); validation shrinks
+    /// in the same proportion.
+    pub limit: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 150,
+            batch_size: 128,
+            learning_rate: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            patience: 5,
+            validation_split: 0.2,
+            limit: None,
+            seed: 42,
+        }
+    }
+}
+
+/// One setting's allowed values.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Bound {
+    /// The `TrainConfig` field.
+    pub key: &'static str,
+    /// What people call it.
+    pub name: &'static str,
+    pub min: f64,
+    pub max: f64,
+    /// Whether `min` itself is allowed (a learning rate of 0 is not).
+    pub min_allowed: bool,
+    pub max_allowed: bool,
+    pub integer: bool,
+}
+
+const fn bound(key: &'static str, name: &'static str, min: f64, max: f64) -> Bound {
+    Bound {
+        key,
+        name,
+        min,
+        max,
+        min_allowed: true,
+        max_allowed: true,
+        integer: true,
+    }
+}
+
+const fn real(key: &'static str, name: &'static str, min: f64, max: f64) -> Bound {
+    Bound {
+        integer: false,
+        ..bound(key, name, min, max)
+    }
+}
+
+const fn open_max(b: Bound) -> Bound {
+    Bound {
+        max_allowed: false,
+        ..b
+    }
+}
+
+const fn open(b: Bound) -> Bound {
+    Bound {
+        min_allowed: false,
+        ..open_max(b)
+    }
+}
+
+/// JavaScript numbers hold integers exactly up to 2^53: a seed from the URL must survive.
+const LARGEST_SEED: f64 = 9_007_199_254_740_991.0;
+
+pub const BOUNDS: [Bound; 10] = [
+    bound("epochs", "epochs", 1.0, 1000.0),
+    bound("batch_size", "batch size", 1.0, 4096.0),
+    open(real("learning_rate", "learning rate", 0.0, 1.0)),
+    open_max(real("beta1", "Adam's beta1", 0.0, 1.0)),
+    open_max(real("beta2", "Adam's beta2", 0.0, 1.0)),
+    Bound {
+        min_allowed: false,
+        ..real("epsilon", "Adam's epsilon", 0.0, 1.0)
+    },
+    bound("patience", "patience", 0.0, 1000.0),
+    open(real("validation_split", "validation split", 0.0, 1.0)),
+    bound("limit", "training-image limit", 1.0, 60_000.0),
+    bound("seed", "seed", 0.0, LARGEST_SEED),
+];
+
+impl Bound {
+    fn check(&self, value: f64) -> Result<f64, Error> {
+        let above = value > self.min || (self.min_allowed && value == self.min);
+        let below = value < self.max || (self.max_allowed && value == self.max);
+        if !(above && below) {
+            let low = if self.min_allowed { "at least" } else { "greater than" };
+            let high = if self.max_allowed { "at most" } else { "less than" };
+            return Err(Error::Config(format!(
+                "{} must be {low} {} and {high} {}, got {value}",
+                self.name, self.min, self.max
+            )));
+        }
+        if self.integer && value.fract() != 0.0 {
+            return Err(Error::Config(format!(
+                "{} must be a whole number, got {value}",
+                self.name
+            )));
+        }
+        Ok(value)
+    }
+}
+
+fn bound_of(key: &str) -> Result<&'static Bound, Error> {
+    BOUNDS
+        .iter()
+        .find(|b| b.key == key)
+        .ok_or_else(|| Error::Config(format!("there is no setting called {key:?}")))
+}
+
+impl TrainConfig {
+    /// Sets one field from a number, checked against its bound (the CLI's flags, the page's form).
+    pub fn set(&mut self, key: &str, value: f64) -> Result<(), Error> {
+        let value = bound_of(key)?.check(value)?;
+        // Checked above: integers are whole and in range, so the casts are exact.
+        match key {
+            "epochs" => self.epochs = value as usize,
+            "batch_size" => self.batch_size = value as usize,
+            "learning_rate" => self.learning_rate = value,
+            "beta1" => self.beta1 = value as f32,
+            "beta2" => self.beta2 = value as f32,
+            "epsilon" => self.epsilon = value as f32,
+            "patience" => self.patience = value as usize,
+            "validation_split" => self.validation_split = value,
+            "limit" => self.limit = Some(value as usize),
+            "seed" => self.seed = value as u64,
+            _ => unreachable!("every bound names a field"),
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Option<f64> {
+        Some(match key {
+            "epochs" => self.epochs as f64,
+            "batch_size" => self.batch_size as f64,
+            "learning_rate" => self.learning_rate,
+            "beta1" => self.beta1.into(),
+            "beta2" => self.beta2.into(),
+            "epsilon" => self.epsilon.into(),
+            "patience" => self.patience as f64,
+            "validation_split" => self.validation_split,
+            "limit" => return self.limit.map(|l| l as f64),
+            "seed" => self.seed as f64,
+            _ => unreachable!("every bound names a field"),
+        })
+    }
+
+    /// Settings as the page sends them: an object of numbers (`limit` may be null for "all"),
+    /// missing fields keep the report's values. Names the first bad field.
+    pub fn from_json(settings: &serde_json::Value) -> Result<Self, Error> {
+        let object = settings
+            .as_object()
+            .ok_or_else(|| Error::Config(format!("settings must be an object, got {settings}")))?;
+        let mut config = Self::default();
+        for (key, value) in object {
+            let name = bound_of(key)?.name;
+            match value {
+                serde_json::Value::Null if key == "limit" => config.limit = None,
+                serde_json::Value::Number(n) => config.set(key, n.as_f64().unwrap_or(f64::NAN))?,
+                other => {
+                    return Err(Error::Config(format!("{name} must be a number, got {other}")))
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        for bound in &BOUNDS {
+            if let Some(value) = self.get(bound.key) {
+                bound.check(value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(settings: serde_json::Value) -> String {
+        TrainConfig::from_json(&settings).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_defaults_are_the_reports_recipe_and_within_bounds() {
+        let c = TrainConfig::default();
+        assert_eq!((c.epochs, c.batch_size, c.patience), (150, 128, 5));
+        assert_eq!(
+            (c.learning_rate, c.epsilon, c.validation_split),
+            (1e-3, 1e-7, 0.2)
+        );
+        assert!(c.validate().is_ok());
+        assert_eq!(TrainConfig::from_json(&json!({})).unwrap(), c);
+    }
+
+    #[test]
+    fn the_page_settings_are_parsed_and_checked() {
+        let c = TrainConfig::from_json(&json!({
+            "epochs": 3, "batch_size": 64, "learning_rate": 0.003, "limit": null, "seed": 7
+        }))
+        .unwrap();
+        assert_eq!((c.epochs, c.batch_size, c.limit, c.seed), (3, 64, None, 7));
+        assert_eq!(c.learning_rate, 0.003);
+        assert_eq!(
+            TrainConfig::from_json(&json!({ "limit": 6000 }))
+                .unwrap()
+                .limit,
+            Some(6000)
+        );
+    }
+
+    #[test]
+    fn every_bad_setting_is_named_with_its_range() {
+        for (settings, expected) in [
+            (json!({ "epsilon": 0 }), "invalid setting: Adam's epsilon must be greater than 0 and at most 1, got 0"),
+            (json!({ "learning_rate": "abc" }), "invalid setting: learning rate must be a number, got \"abc\""),
+            (json!({ "learning_rate": 1 }), "invalid setting: learning rate must be greater than 0 and less than 1, got 1"),
+            (json!({ "batch_size": 0 }), "invalid setting: batch size must be at least 1 and at most 4096, got 0"),
+            (json!({ "epochs": -1 }), "invalid setting: epochs must be at least 1 and at most 1000, got -1"),
+            (json!({ "epochs": 2.5 }), "invalid setting: epochs must be a whole number, got 2.5"),
+            (json!({ "beta1": 1 }), "invalid setting: Adam's beta1 must be at least 0 and less than 1, got 1"),
+            (json!({ "limit": 0 }), "invalid setting: training-image limit must be at least 1 and at most 60000, got 0"),
+            (json!({ "epochs": null }), "invalid setting: epochs must be a number, got null"),
+            (json!({ "speed": 1 }), "invalid setting: there is no setting called \"speed\""),
+            (json!([1, 2]), "invalid setting: settings must be an object, got [1,2]"),
+        ] {
+            assert_eq!(message(settings.clone()), expected, "{settings}");
+        }
+    }
+
+    #[test]
+    fn validate_checks_a_config_built_in_code() {
+        let bad = TrainConfig {
+            learning_rate: f64::NAN,
+            ..TrainConfig::default()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            "invalid setting: learning rate must be greater than 0 and less than 1, got NaN"
+        );
+    }
+}
