@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::ComputeDevice;
 use crate::clock::now_seconds;
-use crate::data::Mnist;
 use crate::config::TrainConfig;
+use crate::data::Mnist;
 use crate::error::Error;
 use crate::training::{Event, Trainer};
 

@@ -150,7 +150,10 @@ fn train(args: TrainArgs) -> Result<(), Error> {
         ready(())
     }))?;
     eprintln!();
-    println!("weights of {} ({} epochs trained)", report.weights_from, summary.epochs);
+    println!(
+        "weights of {} ({} epochs trained)",
+        report.weights_from, summary.epochs
+    );
     let metrics = &report.metrics;
     println!(
         "\ntraining file ({} images): loss {:.4}, accuracy {:.4}",
@@ -163,7 +166,10 @@ fn train(args: TrainArgs) -> Result<(), Error> {
     );
     println!("{}", metrics.test_report.to_table());
     if let Some(path) = args.json {
-        write(&path, serde_json::to_string_pretty(metrics).expect("metrics serialise"))?;
+        write(
+            &path,
+            serde_json::to_string_pretty(metrics).expect("metrics serialise"),
+        )?;
         println!("metrics written to {}", path.display());
     }
     if let (Some(path), Some(weights)) = (args.weights, session.weights()) {

@@ -112,8 +112,16 @@ impl Bound {
         let above = value > self.min || (self.min_allowed && value == self.min);
         let below = value < self.max || (self.max_allowed && value == self.max);
         if !(above && below) {
-            let low = if self.min_allowed { "at least" } else { "greater than" };
-            let high = if self.max_allowed { "at most" } else { "less than" };
+            let low = if self.min_allowed {
+                "at least"
+            } else {
+                "greater than"
+            };
+            let high = if self.max_allowed {
+                "at most"
+            } else {
+                "less than"
+            };
             return Err(Error::Config(format!(
                 "{} must be {low} {} and {high} {}, got {value}",
                 self.name, self.min, self.max
@@ -186,7 +194,9 @@ impl TrainConfig {
                 serde_json::Value::Null if key == "limit" => config.limit = None,
                 serde_json::Value::Number(n) => config.set(key, n.as_f64().unwrap_or(f64::NAN))?,
                 other => {
-                    return Err(Error::Config(format!("{name} must be a number, got {other}")))
+                    return Err(Error::Config(format!(
+                        "{name} must be a number, got {other}"
+                    )))
                 }
             }
         }
@@ -243,17 +253,50 @@ mod tests {
     #[test]
     fn every_bad_setting_is_named_with_its_range() {
         for (settings, expected) in [
-            (json!({ "epsilon": 0 }), "invalid setting: Adam's epsilon must be greater than 0 and at most 1, got 0"),
-            (json!({ "learning_rate": "abc" }), "invalid setting: learning rate must be a number, got \"abc\""),
-            (json!({ "learning_rate": 1 }), "invalid setting: learning rate must be greater than 0 and less than 1, got 1"),
-            (json!({ "batch_size": 0 }), "invalid setting: batch size must be at least 1 and at most 4096, got 0"),
-            (json!({ "epochs": -1 }), "invalid setting: epochs must be at least 1 and at most 1000, got -1"),
-            (json!({ "epochs": 2.5 }), "invalid setting: epochs must be a whole number, got 2.5"),
-            (json!({ "beta1": 1 }), "invalid setting: Adam's beta1 must be at least 0 and less than 1, got 1"),
-            (json!({ "limit": 0 }), "invalid setting: training-image limit must be at least 1 and at most 60000, got 0"),
-            (json!({ "epochs": null }), "invalid setting: epochs must be a number, got null"),
-            (json!({ "speed": 1 }), "invalid setting: there is no setting called \"speed\""),
-            (json!([1, 2]), "invalid setting: settings must be an object, got [1,2]"),
+            (
+                json!({ "epsilon": 0 }),
+                "invalid setting: Adam's epsilon must be greater than 0 and at most 1, got 0",
+            ),
+            (
+                json!({ "learning_rate": "abc" }),
+                "invalid setting: learning rate must be a number, got \"abc\"",
+            ),
+            (
+                json!({ "learning_rate": 1 }),
+                "invalid setting: learning rate must be greater than 0 and less than 1, got 1",
+            ),
+            (
+                json!({ "batch_size": 0 }),
+                "invalid setting: batch size must be at least 1 and at most 4096, got 0",
+            ),
+            (
+                json!({ "epochs": -1 }),
+                "invalid setting: epochs must be at least 1 and at most 1000, got -1",
+            ),
+            (
+                json!({ "epochs": 2.5 }),
+                "invalid setting: epochs must be a whole number, got 2.5",
+            ),
+            (
+                json!({ "beta1": 1 }),
+                "invalid setting: Adam's beta1 must be at least 0 and less than 1, got 1",
+            ),
+            (
+                json!({ "limit": 0 }),
+                "invalid setting: training-image limit must be at least 1 and at most 60000, got 0",
+            ),
+            (
+                json!({ "epochs": null }),
+                "invalid setting: epochs must be a number, got null",
+            ),
+            (
+                json!({ "speed": 1 }),
+                "invalid setting: there is no setting called \"speed\"",
+            ),
+            (
+                json!([1, 2]),
+                "invalid setting: settings must be an object, got [1,2]",
+            ),
         ] {
             assert_eq!(message(settings.clone()), expected, "{settings}");
         }

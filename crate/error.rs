@@ -9,6 +9,9 @@ use crate::data::DataError;
 use crate::pad::PadError;
 use crate::weights::WeightsError;
 
+/// The cross-entropy of a uniform guess over the ten digits, ln 10.
+pub const CHANCE_LOSS: f64 = std::f64::consts::LN_10;
+
 /// What went wrong, coarsely: decides what the page does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,8 +42,9 @@ pub enum Error {
     #[error(transparent)]
     Weights(#[from] WeightsError),
     #[error(
-        "training diverged: the loss became {loss} in epoch {epoch} (after {batch} batches); \
-         try a lower learning rate than {learning_rate}"
+        "training diverged: the running loss reached {loss:.4} in epoch {epoch} (after {batch} \
+         batches), far above the {CHANCE_LOSS:.2} of guessing; try a lower learning rate than \
+         {learning_rate}"
     )]
     Diverged {
         epoch: usize,
@@ -162,8 +166,8 @@ mod tests {
                     learning_rate: 0.9,
                 },
                 ErrorKind::Divergence,
-                "training diverged: the loss became NaN in epoch 1 (after 12 batches); \
-                 try a lower learning rate than 0.9",
+                "training diverged: the running loss reached NaN in epoch 1 (after 12 batches), \
+                 far above the 2.30 of guessing; try a lower learning rate than 0.9",
             ),
             (
                 Error::Device("the GPU device was lost".into()),

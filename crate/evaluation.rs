@@ -1,15 +1,17 @@
 //! Running a trained network over a whole data set: mean loss and every prediction, read back in
 //! one asynchronous transfer per chunk so the same code works on WebGPU.
 
+use std::future::Future;
+
 use burn::nn::loss::CrossEntropyLoss;
 use burn::prelude::*;
 use burn::tensor::Transaction;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Mnist;
-use crate::metrics::{ClassificationReport, ConfusionMatrix};
 use crate::error::Error;
 use crate::history::EpochRecord;
+use crate::metrics::{ClassificationReport, ConfusionMatrix};
 use crate::model::{Cnn, PIXELS};
 
 /// Images per forward pass when evaluating (no gradients, so larger than a training batch).
@@ -57,8 +59,8 @@ pub async fn evaluate<F: Future<Output = ()>>(
         let loss = CrossEntropyLoss::new(None, device).forward(logits.clone(), targets);
         let predicted = logits.argmax(1).flatten::<1>(0, 1);
         let [loss, predicted] = read_pair(loss, predicted).await?;
-        loss_sum += f64::from(loss.try_to_vec_as::<f32>().map_err(Error::read)?[0])
-            * chunk.len() as f64;
+        loss_sum +=
+            f64::from(loss.try_to_vec_as::<f32>().map_err(Error::read)?[0]) * chunk.len() as f64;
         predictions.extend(
             predicted
                 .try_to_vec_as::<i64>()
@@ -81,9 +83,8 @@ async fn read_pair(a: Tensor<1>, b: Tensor<1, Int>) -> Result<[TensorData; 2], E
         .execute_async()
         .await
         .map_err(Error::read)?;
-    data.try_into().map_err(|_| {
-        Error::Device("a transaction returned the wrong number of tensors".into())
-    })
+    data.try_into()
+        .map_err(|_| Error::Device("a transaction returned the wrong number of tensors".into()))
 }
 
 /// A test image the network got wrong, for the gallery.

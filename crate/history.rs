@@ -105,10 +105,16 @@ mod tests {
         for (i, &loss) in losses.iter().enumerate() {
             let epoch = i + 1;
             match &mut checkpoint {
-                None => checkpoint = Some(Checkpoint::first(record(epoch, loss), weights_of(epoch))),
+                None => {
+                    checkpoint = Some(Checkpoint::first(record(epoch, loss), weights_of(epoch)))
+                }
                 Some(c) => c.push(record(epoch, loss), weights_of(epoch)),
             }
-            if checkpoint.as_ref().unwrap().finished(losses.len(), patience) {
+            if checkpoint
+                .as_ref()
+                .unwrap()
+                .finished(losses.len(), patience)
+            {
                 break;
             }
         }
@@ -128,14 +134,18 @@ mod tests {
 
     #[test]
     fn an_improvement_within_patience_resets_the_count() {
-        let losses = [0.9, 0.5, 0.6, 0.6, 0.6, 0.6, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.1];
+        let losses = [
+            0.9, 0.5, 0.6, 0.6, 0.6, 0.6, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.1,
+        ];
         assert_eq!(run(&losses, 5), (12, 7, 7.0));
     }
 
     #[test]
     fn a_tie_is_not_an_improvement() {
         // `<=` would make epoch 7 the best and run on to epoch 12.
-        let losses = [0.9, 0.3, 0.4, 0.4, 0.4, 0.4, 0.3, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5];
+        let losses = [
+            0.9, 0.3, 0.4, 0.4, 0.4, 0.4, 0.3, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5,
+        ];
         assert_eq!(run(&losses, 5), (7, 2, 2.0));
     }
 

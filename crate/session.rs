@@ -17,7 +17,9 @@ use serde::Serialize;
 use crate::backend::{Backend, ComputeDevice};
 use crate::bench::{self, BenchConfig, BenchResult};
 use crate::config::TrainConfig;
-use crate::data::{DataError, Mnist, NamedBytes, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
+use crate::data::{
+    DataError, Mnist, NamedBytes, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
+};
 use crate::error::Error;
 use crate::evaluation::{self, Metrics};
 use crate::history::{Checkpoint, EpochRecord};
@@ -84,10 +86,8 @@ impl Session {
     /// [`crate::data::DATA_FILES`].
     pub fn load_data(&self, files: [&[u8]; 4]) -> Result<DataSummary, Error> {
         let named = |name, bytes| NamedBytes { name, bytes };
-        let train_file = Mnist::from_idx(
-            named(TRAIN_IMAGES, files[0]),
-            named(TRAIN_LABELS, files[1]),
-        )?;
+        let train_file =
+            Mnist::from_idx(named(TRAIN_IMAGES, files[0]), named(TRAIN_LABELS, files[1]))?;
         let test = Mnist::from_idx(named(TEST_IMAGES, files[2]), named(TEST_LABELS, files[3]))?;
         Ok(self.set_data(train_file, test))
     }
@@ -146,7 +146,10 @@ impl Session {
                     }
                 }
                 Event::Epoch(_) => {
-                    let checkpoint = trainer.checkpoint().cloned().expect("an epoch was recorded");
+                    let checkpoint = trainer
+                        .checkpoint()
+                        .cloned()
+                        .expect("an epoch was recorded");
                     self.record(checkpoint, None)?;
                 }
                 Event::Done { .. } => {}

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ComputeDevice};
 use crate::clock::now_seconds;
-use crate::data::Mnist;
 use crate::config::TrainConfig;
-use crate::error::Error;
+use crate::data::Mnist;
+use crate::error::{Error, CHANCE_LOSS};
 use crate::evaluation::evaluate;
 use crate::history::{Checkpoint, EpochRecord};
 use crate::model::{Cnn, PIXELS};
@@ -74,6 +74,9 @@ pub fn split(train_file: &Mnist, config: &TrainConfig) -> (Mnist, Mnist) {
         _ => (fit, validation),
     }
 }
+
+/// A running training loss above this (ten times a uniform guess's) is divergence.
+const DIVERGED_LOSS: f64 = 10.0 * CHANCE_LOSS;
 
 pub struct Trainer {
     config: TrainConfig,
@@ -273,15 +276,19 @@ impl Trainer {
         let loss = data[0].try_to_vec_as::<f32>().map_err(Error::read)?[0] as f64;
         let correct = data[1].try_to_vec_as::<i64>().map_err(Error::read)?[0];
         let seen = self.cursor as f64;
-        if !loss.is_finite() {
+        let mean = loss / seen;
+        // Not finite, or ten times worse than guessing: the run has blown up (a learning rate of
+        // 0.9 sends it past 10,000 within the first epoch) and carrying on would only end at
+        // chance level. Stop and say so.
+        if !mean.is_finite() || mean > DIVERGED_LOSS {
             return Err(Error::Diverged {
                 epoch: self.epochs_done() + 1,
                 batch: self.cursor.div_ceil(self.config.batch_size),
-                loss,
+                loss: mean,
                 learning_rate: self.config.learning_rate,
             });
         }
-        Ok((loss / seen, correct as f64 / seen))
+        Ok((mean, correct as f64 / seen))
     }
 
     async fn finish_epoch(&mut self) -> Result<EpochRecord, Error> {
@@ -294,8 +301,10 @@ impl Trainer {
         self.correct = None;
         let inference = self.model.valid();
         let inner = self.device.clone().inner();
-        let on_validation =
-            evaluate(&inference, &self.validation, &inner, |_| std::future::ready(())).await?;
+        let on_validation = evaluate(&inference, &self.validation, &inner, |_| {
+            std::future::ready(())
+        })
+        .await?;
         let record = EpochRecord {
             epoch: self.epochs_done() + 1,
             train_loss,

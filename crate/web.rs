@@ -57,7 +57,10 @@ impl Mnist7k {
     fn fail(&self, error: Error) -> JsValue {
         let report = Report::new(&error, self.session.backend().unwrap_or(Backend::Cpu));
         let js = js_sys::Error::new(&report.message);
-        for (key, value) in [("kind", to_js(&report.kind)), ("recovery", to_js(&report.recovery))] {
+        for (key, value) in [
+            ("kind", to_js(&report.kind)),
+            ("recovery", to_js(&report.recovery)),
+        ] {
             // Setting a property on a fresh Error object cannot fail.
             let _ = js_sys::Reflect::set(&js, &key.into(), &value);
         }
@@ -87,7 +90,10 @@ impl Mnist7k {
 
     #[wasm_bindgen(js_name = useBackend)]
     pub async fn use_backend(&self, name: String) -> Result<String, JsValue> {
-        self.session.use_backend(&name).await.map_err(|e| self.fail(e))
+        self.session
+            .use_backend(&name)
+            .await
+            .map_err(|e| self.fail(e))
     }
 
     /// `config`: the page's settings (see `TrainConfig::from_json`); `resume`: a checkpoint or
@@ -104,7 +110,11 @@ impl Mnist7k {
             let on_event = |event: &_| {
                 let returned = on_event.call1(&JsValue::NULL, &to_js(event));
                 // A throwing listener stops the run; the weights trained so far are kept.
-                async move { settle(returned).await.is_ok_and(|v| v.as_bool() != Some(false)) }
+                async move {
+                    settle(returned)
+                        .await
+                        .is_ok_and(|v| v.as_bool() != Some(false))
+                }
             };
             self.session.train(config, resume, on_event).await
         };

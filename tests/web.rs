@@ -5,10 +5,10 @@
 
 use burn::prelude::*;
 use mnist7k::backend::ComputeDevice;
+use mnist7k::config::TrainConfig;
 use mnist7k::data::{Mnist, NamedBytes};
 use mnist7k::evaluation::evaluate;
 use mnist7k::model::{Cnn, PIXELS};
-use mnist7k::config::TrainConfig;
 use mnist7k::training::{Event, Trainer};
 use mnist7k::web::Mnist7k;
 use mnist7k::weights::ModelWeights;
@@ -206,7 +206,8 @@ async fn the_api_throws_errors_with_their_kind() {
 async fn train_through_the_api(app: &Mnist7k, settings: &str) -> Result<JsValue, JsValue> {
     app.load_data(TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)?;
     app.use_backend("cpu".into()).await?;
-    let keep_going = js_sys::Function::new_no_args("return new Promise((r) => setTimeout(() => r(true), 0))");
+    let keep_going =
+        js_sys::Function::new_no_args("return new Promise((r) => setTimeout(() => r(true), 0))");
     app.train(js_sys::JSON::parse(settings)?, JsValue::NULL, keep_going)
         .await
 }
@@ -242,7 +243,10 @@ async fn bad_settings_are_refused_before_training_with_their_name() {
             .unwrap_err(),
     );
     assert_eq!(kind, "config");
-    assert!(message.contains("Adam's epsilon must be greater than 0"), "{message}");
+    assert!(
+        message.contains("Adam's epsilon must be greater than 0"),
+        "{message}"
+    );
 }
 
 #[wasm_bindgen_test]
