@@ -47,7 +47,7 @@ function storageNotice(error) {
 async function download(url, name) {
   let response;
   try {
-    response = await fetch(url, { cache: 'no-store' });
+    response = await fetch(url);
   } catch (error) {
     throw Object.assign(new Error(`${name}.gz could not be downloaded (${messageOf(error)})`), { kind: 'data' });
   }
