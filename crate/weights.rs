@@ -203,7 +203,22 @@ mod tests {
     fn round_trip_through_json_gives_the_same_predictions() {
         let device = Device::flex();
         device.seed(3);
-        let model = Cnn::new(&device);
+        let mut model = Cnn::new(&device);
+        // Fresh biases are zero: random ones make a swapped or dropped bias change the output
+        // (conv3 and conv4 both have 16).
+        let random = |n: usize| {
+            let values = Tensor::<1>::random([n], burn::tensor::Distribution::Default, &device);
+            Some(Param::from_tensor(values))
+        };
+        for conv in [
+            &mut model.conv1,
+            &mut model.conv2,
+            &mut model.conv3,
+            &mut model.conv4,
+        ] {
+            conv.bias = random(conv.weight.val().dims()[0]);
+        }
+        model.dense.bias = random(crate::model::CLASSES);
         let weights = read(&model);
         assert_eq!(
             weights
