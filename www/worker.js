@@ -73,7 +73,7 @@ async function fetchAll(base, cache, useCache) {
 // Only data that passed the checks is cached; a cached copy that fails them is evicted and the
 // files are fetched again, so one bad response cannot break later visits.
 async function loadData(base) {
-  const cache = await openCache();
+  let cache = await openCache();
   let files = await fetchAll(base, cache, true);
   const check = () => {
     status('loading', 'Checking the data…');
@@ -84,7 +84,9 @@ async function loadData(base) {
     summary = check();
   } catch (error) {
     if (!files.some((f) => f.cached)) throw error;
+    // A deleted cache's handle writes nowhere: open the cache afresh for the checked files.
     await caches.delete(CACHE).catch(() => {});
+    cache = await openCache();
     status('loading', 'The stored data was damaged: downloading it again…');
     files = await fetchAll(base, null, false);
     summary = check();

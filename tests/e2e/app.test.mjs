@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  BROWSERS, MINUTE, attr, click, count, drawSeven, longestTaskSince, measureSpeed, noticeText, openPage,
+  BROWSERS, MINUTE, attr, click, count, drawSeven, longTaskObserverWorks, longestTaskSince, measureSpeed, noticeText, openPage,
   serveApp, text, unexpected, waitForState,
 } from './harness.mjs';
 
@@ -17,6 +17,8 @@ const testAccuracy = async (page) => Number((await text(page, 'report-test')).ma
 async function trainShortRun(page) {
   const counts = await text(page, 'class-counts');
   assert.match(counts, /5923/, 'class counts of the training file are shown');
+  const observer = await longTaskObserverWorks(page);
+  if (observer !== null) assert.ok(observer, 'the long-task observer sees a 150 ms busy task');
   const since = await page.evaluate(() => performance.now());
   await click(page, 'train');
   await waitForState(page, 'training', MINUTE);

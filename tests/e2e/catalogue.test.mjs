@@ -102,7 +102,7 @@ for (const engine of BROWSERS) {
     try {
       await open();
       await waitForState(page, 'idle', 5 * MINUTE);
-      const url = new URL('data/t10k-labels-idx1-ubyte.gz', BASE).href;
+      const url = new URL('data/t10k-labels-idx1-ubyte.gz', page.url()).href;
       const sizeInCache = () => page.evaluate(async (u) => {
         const hit = await (await caches.open('mnist7k-data-v1')).match(u);
         return hit ? (await hit.arrayBuffer()).byteLength : null;

@@ -2,6 +2,7 @@
 // by puppeteer-core (Chromium over CDP, Firefox over WebDriver BiDi; no browser is downloaded).
 // Shared by the end-to-end tests and the browser half of the benchmark (scripts/bench-browser.mjs).
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import puppeteer from 'puppeteer-core';
 
 export const MINUTE = 60_000;
@@ -77,7 +78,33 @@ function instrument() {
 // What went wrong in each page (uncaught errors, console errors, failed requests), for messages.
 const pageErrors = new WeakMap();
 
-// A browser with one page. `routes` answer matching requests instead of the server:
+// Requests a test answers itself go through this proxy in front of the app (the same for both
+// browsers, and for the requests of the page's worker, which browser-side interception misses).
+let proxy = null;
+let proxyRoutes = [];
+async function proxyBase() {
+  if (!proxy) {
+    proxy = http.createServer(async (request, response) => {
+      const url = new URL(request.url, BASE).href;
+      const route = proxyRoutes.find(([matches]) => matches(url));
+      try {
+        const { status = 200, body, contentType } = route
+          ? await route[1](url)
+          : await fetch(url).then(async (r) => ({ status: r.status, body: Buffer.from(await r.arrayBuffer()), contentType: r.headers.get('content-type') }));
+        response.writeHead(status, contentType ? { 'Content-Type': contentType } : {});
+        response.end(body);
+      } catch (error) {
+        response.writeHead(502);
+        response.end(String(error));
+      }
+    });
+    await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    proxy.unref();
+  }
+  return `http://127.0.0.1:${proxy.address().port}/`;
+}
+
+// A browser with one page. `routes` answer matching requests instead of the app:
 // [[test(url) -> bool, async (url) -> { status, body, contentType }], ...].
 export async function openPage({ engine = 'chromium', webgpu = false, query = '', routes = [] } = {}) {
   const browser = await puppeteer.launch({
@@ -98,17 +125,10 @@ export async function openPage({ engine = 'chromium', webgpu = false, query = ''
   });
   // A network failure ("Failed to fetch" in the page) names its URL and the browser's reason here.
   page.on('requestfailed', (request) => errors.push(`request failed: ${request.url()} (${request.failure()?.errorText})`));
-  if (routes.length > 0) {
-    await page.setRequestInterception(true);
-    page.on('request', async (request) => {
-      const route = routes.find(([matches]) => matches(request.url()));
-      if (!route) return request.continue();
-      const { status = 200, body, contentType = 'application/octet-stream' } = await route[1](request.url());
-      return request.respond({ status, body, contentType });
-    });
-  }
   pageErrors.set(page, errors);
-  return { browser, page, errors, engine, open: () => page.goto(`${BASE}${query}`) };
+  proxyRoutes = routes;
+  const base = routes.length > 0 ? await proxyBase() : BASE;
+  return { browser, page, errors, engine, base, open: () => page.goto(`${base}${query}`) };
 }
 
 // The page's errors other than those a test provoked on purpose (a 404 it served, say).
@@ -119,6 +139,19 @@ export const unexpected = (errors, ...allowed) => errors.filter((e) => !allowed.
 export async function longestTaskSince(page, since) {
   return page.evaluate((t0) => (window.longTasks === null ? null
     : Math.max(0, ...window.longTasks.filter(([start]) => start >= t0).map(([, d]) => d))), since);
+}
+
+// Whether the long-task observer sees a 150 ms task in this page (null where the browser has no
+// such observer): so that "no long task while training" means that none happened.
+export async function longTaskObserverWorks(page) {
+  const since = await page.evaluate(() => performance.now());
+  await page.evaluate(() => {
+    const end = performance.now() + 150;
+    while (performance.now() < end) { /* busy */ }
+  });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const longest = await longestTaskSince(page, since);
+  return longest === null ? null : longest >= 100;
 }
 
 const selector = (id) => `[data-testid="${id}"]`;
