@@ -65,11 +65,12 @@ export async function serveApp() {
 // Recorded in every page before its scripts run: long main-thread tasks (Chromium only) and
 // Content-Security-Policy violations (which also go to the console, hence to `errors`).
 function instrument() {
-  window.longTasks = [];
-  try {
+  // Firefox accepts the observer but never reports long tasks: null says "not measured".
+  window.longTasks = PerformanceObserver.supportedEntryTypes?.includes('longtask') ? [] : null;
+  if (window.longTasks) {
     new PerformanceObserver((list) => window.longTasks.push(...list.getEntries().map((e) => [e.startTime, e.duration])))
       .observe({ type: 'longtask', buffered: true });
-  } catch { window.longTasks = null; }
+  }
   document.addEventListener('securitypolicyviolation', (e) => {
     console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
   });
