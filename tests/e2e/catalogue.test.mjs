@@ -120,6 +120,21 @@ for (const engine of BROWSERS) {
     }
   });
 
+  test(`${engine}: storage the browser refuses is said, and the app still works`, { timeout: 10 * MINUTE }, async () => {
+    // As in a private window where the Cache API throws.
+    const prelude = `self.caches.open = () => Promise.reject(new DOMException('The operation is insecure.', 'SecurityError'));`;
+    const { browser, page, errors, open } = await openPage({ engine, query: '?backend=cpu', routes: [workerWith(prelude)] });
+    try {
+      await open();
+      await waitForState(page, 'idle', 5 * MINUTE);
+      assert.match(await noticeText(page), /The browser refused to keep the data \(The operation is insecure\.\): it will be downloaded again next visit\./);
+      assert.match(await text(page, 'class-counts'), /5923/);
+      assert.deepEqual(unexpected(errors), []);
+    } finally {
+      await browser.close();
+    }
+  });
+
   test(`${engine}: invalid settings from the link and the form are refused with their names`, { timeout: 10 * MINUTE }, async () => {
     const { browser, page, errors, open } = await openPage({ engine, query: '?lr=abc&backend=foo' });
     try {
