@@ -130,10 +130,11 @@ impl Session {
     ) -> Result<TrainSummary, Error> {
         let data = self.datasets()?;
         let compute = self.compute()?;
-        if let Some(checkpoint) = &resume {
-            self.record(checkpoint.clone(), None)?;
+        // Settings and the checkpoint's weights are checked before the session takes it over.
+        let mut trainer = Trainer::new(config, &data.train_file, &compute, resume.clone())?;
+        if let Some(checkpoint) = resume {
+            self.record(checkpoint, None)?;
         }
-        let mut trainer = Trainer::new(config, &data.train_file, &compute, resume)?;
         let mut batches = 0usize;
         loop {
             let event = trainer.step().await?;

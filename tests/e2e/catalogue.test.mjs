@@ -8,7 +8,7 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BASE, BROWSERS, MINUTE, click, disabled, noticeText, openPage, serveApp, text, typeInto,
+  BASE, BROWSERS, MINUTE, click, disabled, noticeText, openPage, serveApp, status, text, typeInto,
   unexpected, waitForState,
 } from './harness.mjs';
 
@@ -75,9 +75,6 @@ const waitForStatusText = (page, pattern, timeout = 5 * MINUTE) => page.waitForF
   { timeout, polling: 200 }, pattern.source,
 );
 
-async function statusNow(page) {
-  return page.$eval('[data-testid="status"]', (e) => ({ state: e.dataset.state, kind: e.dataset.kind, text: e.textContent }));
-}
 
 for (const engine of BROWSERS) {
   for (const c of DATA_CASES) {
@@ -86,9 +83,9 @@ for (const engine of BROWSERS) {
       try {
         await open();
         await waitForState(page, 'error', 5 * MINUTE);
-        const status = await statusNow(page);
-        assert.match(status.text, c.message);
-        assert.equal(status.kind, 'data');
+        const now = await status(page);
+        assert.match(now.text, c.message);
+        assert.equal(now.kind, 'data');
         assert.equal(await disabled(page, 'train'), true, 'nothing to train on');
         assert.deepEqual(unexpected(errors, ...(c.allowed ?? [])), []);
       } finally {
@@ -143,7 +140,7 @@ for (const engine of BROWSERS) {
       assert.match(await noticeText(page), /The link's backend "foo" is not one of auto, webgpu, cpu: using auto\./);
       await click(page, 'train');
       await waitForStatusText(page, /Learning rate: "abc" is not a number/);
-      assert.equal((await statusNow(page)).kind, 'config');
+      assert.equal((await status(page)).kind, 'config');
       await typeInto(page, 'lr', '0.001');
       for (const [id, value, message] of [
         ['batch', '0', /batch size must be at least 1 and at most 4096, got 0/],
@@ -154,9 +151,9 @@ for (const engine of BROWSERS) {
         await typeInto(page, id, value);
         await click(page, 'train');
         await waitForStatusText(page, message);
-        const status = await statusNow(page);
-        assert.equal(status.state, 'error');
-        assert.equal(status.kind, 'config', status.text);
+        const now = await status(page);
+        assert.equal(now.state, 'error');
+        assert.equal(now.kind, 'config', now.text);
         // A bad setting is not a device failure: no CPU fallback, and Train stays available.
         assert.doesNotMatch(await text(page, 'backend-active'), /WebGPU failed/);
         assert.equal(await disabled(page, 'train'), false);
@@ -254,9 +251,9 @@ for (const engine of BROWSERS) {
       await waitForState(page, 'idle', 5 * MINUTE);
       await click(page, 'train');
       await waitForState(page, 'error', 5 * MINUTE);
-      const status = await statusNow(page);
-      assert.equal(status.kind, 'divergence', status.text);
-      assert.match(status.text, /training diverged: the running loss reached .* far above the 2\.30 of guessing; try a lower learning rate than 0\.9/);
+      const now = await status(page);
+      assert.equal(now.kind, 'divergence', now.text);
+      assert.match(now.text, /training diverged: the running loss reached .* far above the 2\.30 of guessing; try a lower learning rate than 0\.9/);
       assert.match(await text(page, 'backend-active'), /^cpu/);
       assert.equal(await disabled(page, 'train'), false);
       assert.deepEqual(unexpected(errors), []);

@@ -176,7 +176,8 @@ export async function typeInto(page, id, value) {
   }, value);
 }
 
-async function status(page) {
+// The status line: { state, kind (of a failure), text }.
+export async function status(page) {
   return page.$eval(selector('status'), (e) => ({ state: e.dataset.state, kind: e.dataset.kind ?? null, text: e.textContent }));
 }
 
