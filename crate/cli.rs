@@ -1,4 +1,5 @@
-//! The native twin of the browser app: `summary`, `train` and `bench` on the same code.
+//! The native twin of the browser app: `presets`, `summary`, `train` and `bench` on the same
+//! code.
 
 use std::path::PathBuf;
 
@@ -9,15 +10,25 @@ use mnist7k::bench::{self, BenchConfig};
 use mnist7k::config::TrainConfig;
 use mnist7k::data::load_dir;
 use mnist7k::error::Error;
-use mnist7k::model::Cnn;
+use mnist7k::network::{preset, presets, thousands, Network, BUDGET};
 use mnist7k::session::Session;
 use mnist7k::training::Event;
 
 const USAGE: &str = "usage:
-  mnist7k summary
-  mnist7k train --data DIR [--backend cpu|wgpu] [--epochs N] [--limit N] [--batch N]
-                [--lr X] [--patience N] [--seed N] [--json FILE] [--weights FILE]
-  mnist7k bench --data DIR [--backend cpu,wgpu] [--windows N] [--json FILE]";
+  mnist7k presets
+  mnist7k summary [--preset NAME | --model FILE.json | --net TEXT] [--budget N]
+  mnist7k train --data DIR [--preset NAME | --model FILE.json | --net TEXT] [--budget N]
+                [--backend cpu|wgpu] [--epochs N] [--limit N] [--batch N] [--lr X]
+                [--patience N] [--seed N] [--loss cross_entropy|mse|mae]
+                [--optimizer adam|sgd] [--momentum X] [--schedule constant|step|one_cycle]
+                [--step-every N] [--step-factor X] [--shift PIXELS] [--rotation DEGREES]
+                [--json FILE] [--weights FILE]
+  mnist7k bench --data DIR [--preset NAME | --model FILE.json | --net TEXT]
+                [--backend cpu,wgpu] [--windows N] [--json FILE]
+
+A network is a preset (see `mnist7k presets`), a JSON file ({\"layers\": [...], \"output\":
+\"softmax\"}, as the page saves it in a weights file's \"network\") or its text form
+(conv-8-3-valid-relu,maxpool-2,...,dense-10-none,softmax, as the page's links carry it).";
 
 struct TrainArgs {
     data: PathBuf,
@@ -52,6 +63,24 @@ fn unknown_option(flag: &str) -> Result<(), String> {
     Err(format!("unknown option {flag}\n{USAGE}"))
 }
 
+/// `--preset`, `--model` and `--net`: where a network comes from.
+fn network_flag(flag: &str, value: &str) -> Option<Result<Network, String>> {
+    let network = match flag {
+        "--preset" => preset(value).map_err(|e| e.to_string()),
+        "--model" => std::fs::read_to_string(value)
+            .map_err(|e| format!("{value}: {e}"))
+            .and_then(|text| {
+                serde_json::from_str(&text)
+                    .map_err(|e| format!("{value} is not a network description: {e}"))
+            }),
+        "--net" => value
+            .parse()
+            .map_err(|e: mnist7k::network::NetworkError| e.to_string()),
+        _ => return None,
+    };
+    Some(network)
+}
+
 fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
     let mut parsed = TrainArgs {
         data: PathBuf::from("data"),
@@ -61,6 +90,10 @@ fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
         weights: None,
     };
     for_each_flag(args, |flag, value| {
+        if let Some(network) = network_flag(flag, value) {
+            parsed.config.network = network?;
+            return Ok(());
+        }
         let setting = match flag {
             "--data" => {
                 parsed.data = value.into();
@@ -78,12 +111,24 @@ fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
                 parsed.weights = Some(value.into());
                 return Ok(());
             }
+            "--loss" | "--optimizer" | "--schedule" => {
+                return parsed
+                    .config
+                    .choose(&flag[2..], value)
+                    .map_err(|e| e.to_string());
+            }
             "--epochs" => "epochs",
             "--limit" => "limit",
             "--batch" => "batch_size",
             "--lr" => "learning_rate",
             "--patience" => "patience",
             "--seed" => "seed",
+            "--budget" => "budget",
+            "--momentum" => "momentum",
+            "--step-every" => "step_every",
+            "--step-factor" => "step_factor",
+            "--shift" => "shift",
+            "--rotation" => "rotation",
             _ => return unknown_option(flag),
         };
         parsed
@@ -91,6 +136,7 @@ fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
             .set(setting, parse_number(flag, value)?)
             .map_err(|e| e.to_string())
     })?;
+    parsed.config.validate().map_err(|e| e.to_string())?;
     Ok(parsed)
 }
 
@@ -98,16 +144,35 @@ fn compute_device(name: &str) -> Result<ComputeDevice, Error> {
     pollster::block_on(ComputeDevice::named(name))
 }
 
-fn summary() {
-    let model = Cnn::new(&ComputeDevice::cpu().device);
-    println!("{:<26} {:>12} {:>8}", "Layer (type)", "Output", "Params");
-    for row in model.summary() {
-        println!(
-            "{:<26} {:>12} {:>8}",
-            row.name, row.output_shape, row.params
-        );
+fn list_presets() {
+    for p in presets() {
+        let total = p.network.params().map_or("?".into(), thousands);
+        println!("{:<8} {:>7} parameters  {}", p.id, total, p.name);
+        println!("         {}", p.network);
     }
-    println!("Total params: {}", burn::module::Module::num_params(&model));
+}
+
+/// The Keras-style table; a refused network prints as far as it goes, then why.
+fn summary(args: &[String]) -> Result<(), String> {
+    let mut network = Network::report();
+    let mut budget = BUDGET;
+    for_each_flag(args, |flag, value| {
+        if let Some(parsed) = network_flag(flag, value) {
+            network = parsed?;
+            return Ok(());
+        }
+        match flag {
+            "--budget" => budget = parse_number(flag, value)?,
+            _ => return unknown_option(flag),
+        }
+        Ok(())
+    })?;
+    let (table, error) = network.summary(budget);
+    print!("{}", table.to_table());
+    match error {
+        Some(error) => Err(format!("invalid network: {error}")),
+        None => Ok(()),
+    }
 }
 
 fn write(path: &std::path::Path, text: String) -> Result<(), Error> {
@@ -122,6 +187,8 @@ fn train(args: TrainArgs) -> Result<(), Error> {
         "training images per class: {:?} (test {})",
         data.class_counts, data.test
     );
+    let (table, _) = args.config.network.summary(args.config.budget);
+    print!("{}", table.to_table());
     let backend = pollster::block_on(session.use_backend(&args.backend))?;
     let epochs = args.config.epochs;
     let patience = args.config.patience;
@@ -185,6 +252,10 @@ fn run_bench(args: &[String]) -> Result<(), String> {
     let mut config = BenchConfig::default();
     let mut json = None;
     for_each_flag(args, |flag, value| {
+        if let Some(network) = network_flag(flag, value) {
+            config.network = network?;
+            return Ok(());
+        }
         match flag {
             "--data" => data = value.into(),
             "--backend" => backends = value.into(),
@@ -198,7 +269,7 @@ fn run_bench(args: &[String]) -> Result<(), String> {
     let mut results = Vec::new();
     for name in backends.split(',') {
         let compute = compute_device(name).map_err(|e| e.to_string())?;
-        let result = pollster::block_on(bench::run(&compute, &train_file, config))
+        let result = pollster::block_on(bench::run(&compute, &train_file, config.clone()))
             .map_err(|e| e.to_string())?;
         println!(
             "{:<6} {:>8.0} samples/s  {:>7.1} ms/batch  {:>6.2} GFLOP/s  first batch {:.2} s  loss {:.3}  process peak {}  windows {:?}",
@@ -231,10 +302,11 @@ fn run_bench(args: &[String]) -> Result<(), String> {
 pub fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("summary") => {
-            summary();
+        Some("presets") => {
+            list_presets();
             Ok(())
         }
+        Some("summary") => summary(&args[1..]),
         Some("train") => parse_train(&args[1..]).and_then(|a| train(a).map_err(|e| e.to_string())),
         Some("bench") => run_bench(&args[1..]),
         _ => Err(USAGE.to_string()),

@@ -1,9 +1,14 @@
-//! The recipe's settings, their defaults (the report's recipe) and their allowed ranges. The
-//! ranges are stated once, here: `validate`, the CLI's flags and the page's form all use them.
+//! The recipe's settings, their defaults (the report's recipe) and their allowed ranges and
+//! choices. They are stated once, here: `validate`, the CLI's flags and the page's form all use
+//! them.
 
 use serde::{Deserialize, Serialize};
 
+use crate::augment::Augmentation;
 use crate::error::Error;
+use crate::loss::Loss;
+use crate::network::{Network, BUDGET};
+use crate::schedule::{Optimizer, Schedule};
 
 /// The recipe, with the report's values as defaults. Every field is editable in the page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,6 +26,20 @@ pub struct TrainConfig {
     /// in the same proportion.
     pub limit: Option<usize>,
     pub seed: u64,
+    pub network: Network,
+    /// The most learnable parameters `network` may have.
+    pub budget: usize,
+    pub loss: Loss,
+    pub optimizer: Optimizer,
+    /// SGD's momentum.
+    pub momentum: f64,
+    pub schedule: Schedule,
+    /// The step schedule's period, in epochs, and its factor.
+    pub step_every: usize,
+    pub step_factor: f64,
+    /// Augmentation: the largest random shift (pixels) and rotation (degrees) of each image.
+    pub shift: f64,
+    pub rotation: f64,
 }
 
 impl Default for TrainConfig {
@@ -36,9 +55,58 @@ impl Default for TrainConfig {
             validation_split: 0.2,
             limit: None,
             seed: 42,
+            network: Network::report(),
+            budget: BUDGET,
+            loss: Loss::CrossEntropy,
+            optimizer: Optimizer::Adam,
+            momentum: 0.9,
+            schedule: Schedule::Constant,
+            step_every: 10,
+            step_factor: 0.5,
+            shift: 0.0,
+            rotation: 0.0,
         }
     }
 }
+
+impl TrainConfig {
+    pub fn augmentation(&self) -> Augmentation {
+        Augmentation {
+            shift: self.shift,
+            rotation: self.rotation,
+        }
+    }
+}
+
+/// A setting chosen from names.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Choice {
+    pub key: &'static str,
+    pub name: &'static str,
+    pub choices: &'static [&'static str],
+    pub default: &'static str,
+}
+
+pub const CHOICES: [Choice; 3] = [
+    Choice {
+        key: "loss",
+        name: "loss",
+        choices: &["cross_entropy", "mse", "mae"],
+        default: "cross_entropy",
+    },
+    Choice {
+        key: "optimizer",
+        name: "optimizer",
+        choices: &["adam", "sgd"],
+        default: "adam",
+    },
+    Choice {
+        key: "schedule",
+        name: "learning-rate schedule",
+        choices: &["constant", "step", "one_cycle"],
+        default: "constant",
+    },
+];
 
 /// One setting's allowed values.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -91,7 +159,7 @@ const fn open(b: Bound) -> Bound {
 /// JavaScript numbers hold integers exactly up to 2^53: a seed from the URL must survive.
 const LARGEST_SEED: f64 = 9_007_199_254_740_991.0;
 
-pub const BOUNDS: [Bound; 10] = [
+pub const BOUNDS: [Bound; 16] = [
     bound("epochs", "epochs", 1.0, 1000.0),
     bound("batch_size", "batch size", 1.0, 4096.0),
     open(real("learning_rate", "learning rate", 0.0, 1.0)),
@@ -105,6 +173,12 @@ pub const BOUNDS: [Bound; 10] = [
     open(real("validation_split", "validation split", 0.0, 1.0)),
     bound("limit", "training-image limit", 1.0, 60_000.0),
     bound("seed", "seed", 0.0, LARGEST_SEED),
+    bound("budget", "parameter budget", 1.0, 1_000_000.0),
+    open_max(real("momentum", "SGD's momentum", 0.0, 1.0)),
+    bound("step_every", "epochs per learning-rate step", 1.0, 1000.0),
+    open(real("step_factor", "learning-rate step factor", 0.0, 1.0)),
+    real("shift", "augmentation shift (pixels)", 0.0, 4.0),
+    real("rotation", "augmentation rotation (degrees)", 0.0, 30.0),
 ];
 
 impl Bound {
@@ -160,6 +234,12 @@ impl TrainConfig {
             "validation_split" => self.validation_split = value,
             "limit" => self.limit = Some(value as usize),
             "seed" => self.seed = value as u64,
+            "budget" => self.budget = value as usize,
+            "momentum" => self.momentum = value,
+            "step_every" => self.step_every = value as usize,
+            "step_factor" => self.step_factor = value,
+            "shift" => self.shift = value,
+            "rotation" => self.rotation = value,
             _ => unreachable!("every bound names a field"),
         }
         Ok(())
@@ -177,18 +257,63 @@ impl TrainConfig {
             "validation_split" => self.validation_split,
             "limit" => return self.limit.map(|l| l as f64),
             "seed" => self.seed as f64,
+            "budget" => self.budget as f64,
+            "momentum" => self.momentum,
+            "step_every" => self.step_every as f64,
+            "step_factor" => self.step_factor,
+            "shift" => self.shift,
+            "rotation" => self.rotation,
             _ => unreachable!("every bound names a field"),
         })
     }
 
+    /// Sets a named choice (`loss`, `optimizer`, `schedule`) from its name.
+    pub fn choose(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        let choice = CHOICES
+            .iter()
+            .find(|c| c.key == key)
+            .ok_or_else(|| Error::Config(format!("there is no setting called {key:?}")))?;
+        if !choice.choices.contains(&value) {
+            return Err(Error::Config(format!(
+                "{} must be one of {}, got {value:?}",
+                choice.name,
+                choice.choices.join(", ")
+            )));
+        }
+        let value = serde_json::Value::from(value);
+        // The names above are the enums' serde names (a test checks every one).
+        let parsed = |e: serde_json::Error| Error::Config(format!("{}: {e}", choice.name));
+        match key {
+            "loss" => self.loss = serde_json::from_value(value).map_err(parsed)?,
+            "optimizer" => self.optimizer = serde_json::from_value(value).map_err(parsed)?,
+            _ => self.schedule = serde_json::from_value(value).map_err(parsed)?,
+        }
+        Ok(())
+    }
+
     /// Settings as the page sends them: an object of numbers (`limit` may be null for "all"),
-    /// missing fields keep the report's values. Names the first bad field.
+    /// choice names, and the network's description; missing fields keep the report's values.
+    /// Names the first bad field, then checks the network against the budget.
     pub fn from_json(settings: &serde_json::Value) -> Result<Self, Error> {
         let object = settings
             .as_object()
             .ok_or_else(|| Error::Config(format!("settings must be an object, got {settings}")))?;
         let mut config = Self::default();
         for (key, value) in object {
+            if key == "network" {
+                config.network = serde_json::from_value(value.clone())
+                    .map_err(|e| Error::Config(format!("the network is not readable: {e}")))?;
+                continue;
+            }
+            if CHOICES.iter().any(|c| c.key == key) {
+                match value {
+                    serde_json::Value::String(name) => config.choose(key, name)?,
+                    other => {
+                        return Err(Error::Config(format!("{key} must be a name, got {other}")))
+                    }
+                }
+                continue;
+            }
             let name = bound_of(key)?.name;
             match value {
                 serde_json::Value::Null if key == "limit" => config.limit = None,
@@ -200,6 +325,7 @@ impl TrainConfig {
                 }
             }
         }
+        config.validate()?;
         Ok(config)
     }
 
@@ -209,6 +335,7 @@ impl TrainConfig {
                 bound.check(value)?;
             }
         }
+        self.network.validate(self.budget)?;
         Ok(())
     }
 }
@@ -296,6 +423,58 @@ mod tests {
             (
                 json!([1, 2]),
                 "invalid setting: settings must be an object, got [1,2]",
+            ),
+        ] {
+            assert_eq!(message(settings.clone()), expected, "{settings}");
+        }
+    }
+
+    #[test]
+    fn choices_and_the_network_are_read_and_checked() {
+        let c = TrainConfig::from_json(&json!({
+            "loss": "mse", "optimizer": "sgd", "schedule": "one_cycle", "momentum": 0.8,
+            "shift": 2, "rotation": 10,
+            "network": crate::network::presets()[1].network,
+        }))
+        .unwrap();
+        assert_eq!(
+            (c.loss, c.optimizer, c.schedule),
+            (Loss::Mse, Optimizer::Sgd, Schedule::OneCycle)
+        );
+        assert_eq!((c.momentum, c.shift, c.rotation), (0.8, 2.0, 10.0));
+        assert_eq!(c.network, crate::network::presets()[1].network);
+        // Every listed name parses, and the defaults are the report's recipe.
+        for choice in CHOICES {
+            for name in choice.choices {
+                TrainConfig::default().choose(choice.key, name).unwrap();
+            }
+            let value = serde_json::to_value(TrainConfig::default()).unwrap()[choice.key].clone();
+            assert_eq!(value, choice.default, "{}", choice.key);
+        }
+        for (settings, expected) in [
+            (
+                json!({ "loss": "hinge" }),
+                "invalid setting: loss must be one of cross_entropy, mse, mae, got \"hinge\"",
+            ),
+            (
+                json!({ "optimizer": 1 }),
+                "invalid setting: optimizer must be a name, got 1",
+            ),
+            (
+                json!({ "budget": 5000 }),
+                "invalid network: the network has 6,722 parameters, over the budget of 5,000; \
+                 the largest layer is dense (2,570)",
+            ),
+            (
+                json!({ "network": { "layers": [{ "type": "conv9d" }] } }),
+                "invalid setting: the network is not readable: unknown variant `conv9d`, expected \
+                 one of `conv2d`, `maxpool2d`, `avgpool2d`, `globalavgpool`, `batchnorm`, \
+                 `dropout`, `flatten`, `dense`",
+            ),
+            (
+                json!({ "rotation": 45 }),
+                "invalid setting: augmentation rotation (degrees) must be at least 0 and at most \
+                 30, got 45",
             ),
         ] {
             assert_eq!(message(settings.clone()), expected, "{settings}");

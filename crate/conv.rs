@@ -1,4 +1,6 @@
-//! The network's 3x3 "valid" convolutions as one backend op with a hand-written backward pass.
+//! 3x3 "valid" convolutions (stride 1, with bias) as one backend op with a hand-written backward
+//! pass; "same" padding pads the input first (`crate::model`), so every 3x3 layer a design can
+//! hold runs here.
 //!
 //! burn 0.22's `flex` turns every convolution into layout copies, im2col and a small gemm, and
 //! its backward pass into a transposed convolution plus a convolution with batch and channels
@@ -24,8 +26,8 @@ use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 
-/// `layer` applied to `x` `[batch, c_in, h, w]`: through the op below when the layer is one of
-/// the network's (3x3, stride 1, no padding, bias), through burn's `Conv2d` otherwise.
+/// `layer` applied to `x` `[batch, c_in, h, w]`: through the op below when the layer is 3x3,
+/// stride 1, unpadded and with a bias, through burn's `Conv2d` otherwise.
 pub fn conv3x3(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let plain = layer.kernel_size == [3, 3]
         && layer.stride == [1, 1]
@@ -116,11 +118,11 @@ pub trait Conv3x3Backend: Backend {
 /// WebGPU (and native wgpu): burn's kernels.
 impl Conv3x3Backend for Cube {}
 
-/// The direct kernels where the data is f32 and the widths are the network's; burn's ops otherwise.
+/// The direct kernels where the data is f32; burn's ops otherwise.
 impl Conv3x3Backend for Flex {
     fn conv3x3(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         match Geometry::of(&x, &weight) {
-            Some(g) if g.supported(g.width - 2) && is_f32(&bias) => {
+            Some(g) if is_f32(&bias) => {
                 let out = kernels::forward(g, &f32s(&x), &f32s(&weight), &f32s(&bias));
                 flex(out, [g.batch, g.c_out, g.height - 2, g.width - 2])
             }
@@ -130,7 +132,7 @@ impl Conv3x3Backend for Flex {
 
     fn conv3x3_x_backward(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
         match Geometry::of(&x, &weight) {
-            Some(g) if g.supported(g.width) && is_f32(&grad) => {
+            Some(g) if is_f32(&grad) => {
                 let out = kernels::x_backward(g, &f32s(&weight), &f32s(&grad));
                 flex(out, [g.batch, g.c_in, g.height, g.width])
             }
@@ -140,7 +142,7 @@ impl Conv3x3Backend for Flex {
 
     fn conv3x3_weight_backward(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
         match Geometry::of(&x, &weight) {
-            Some(g) if g.supported(g.width - 2) && is_f32(&grad) => {
+            Some(g) if is_f32(&grad) => {
                 let out = kernels::weight_backward(g, &f32s(&x), &f32s(&grad));
                 flex(out, [g.c_out, g.c_in, 3, 3])
             }
@@ -211,11 +213,6 @@ impl Geometry {
             width: xs[3],
         })
     }
-
-    /// Whether the kernels have a register-resident row for this output width.
-    fn supported(&self, row: usize) -> bool {
-        kernels::WIDTHS.contains(&row)
-    }
 }
 
 /// Plain-slice kernels, NCHW, f32; images are independent, so natively they run in parallel.
@@ -223,21 +220,39 @@ mod kernels {
     use super::Geometry;
     use wide::f32x4;
 
-    /// Row widths with a specialised kernel: the network's output rows (26, 24, 10, 8) and the
-    /// input rows whose gradient it needs (26, 12, 10). `by_width!` has one arm for each.
-    pub(super) const WIDTHS: [usize; 5] = [8, 10, 12, 24, 26];
-
-    macro_rules! by_width {
-        ($width:expr, $kernel:ident($($arg:expr),*)) => {
-            match $width {
-                8 => $kernel::<8>($($arg),*),
-                10 => $kernel::<10>($($arg),*),
-                12 => $kernel::<12>($($arg),*),
-                24 => $kernel::<24>($($arg),*),
-                26 => $kernel::<26>($($arg),*),
-                other => unreachable!("no 3x3 kernel for rows of {other}"),
+    /// Output rows are computed in blocks of `B` columns held in registers. The report's rows
+    /// (26, 24, 10, 8, and the 12 its gradient needs) are one block each; any other width runs
+    /// in blocks of 8, then 4, 2 and 1. Each output value sees the same additions in the same
+    /// order whatever the blocks, so every width gives the same bits on every machine.
+    macro_rules! by_blocks {
+        ($width:expr, $kernel:ident($($arg:expr),*)) => {{
+            let width: usize = $width;
+            match width {
+                8 => $kernel::<8>(0, $($arg),*),
+                10 => $kernel::<10>(0, $($arg),*),
+                12 => $kernel::<12>(0, $($arg),*),
+                24 => $kernel::<24>(0, $($arg),*),
+                26 => $kernel::<26>(0, $($arg),*),
+                _ => {
+                    let mut x0 = 0;
+                    while x0 + 8 <= width {
+                        $kernel::<8>(x0, $($arg),*);
+                        x0 += 8;
+                    }
+                    if x0 + 4 <= width {
+                        $kernel::<4>(x0, $($arg),*);
+                        x0 += 4;
+                    }
+                    if x0 + 2 <= width {
+                        $kernel::<2>(x0, $($arg),*);
+                        x0 += 2;
+                    }
+                    if x0 < width {
+                        $kernel::<1>(x0, $($arg),*);
+                    }
+                }
             }
-        };
+        }};
     }
 
     /// The weight gradient sums images in fixed groups, then the groups in order: the same
@@ -268,15 +283,22 @@ mod kernels {
         let image_in = g.c_in * g.height * g.width;
         for_each_part(&mut out, g.c_out * oh * ow, |n, image| {
             let input = &x[n * image_in..][..image_in];
-            by_width!(ow, correlate(g.c_in, g.height, input, weight, bias, image))
+            by_blocks!(
+                ow,
+                correlate(ow, g.c_in, g.height, input, weight, bias, image)
+            )
         });
         out
     }
 
-    /// One image: `input` `[c_in, h, OW + 2]`, `weight` `[c_out, c_in, 3, 3]`, `out`
-    /// `[c_out, h - 2, OW]`. Natively on a CPU with AVX2 the same loops run 8 lanes wide (the
-    /// portable build targets SSE2): elementwise, so the results are the same bits either way.
-    fn correlate<const OW: usize>(
+    /// Columns `x0..x0 + B` of one image: `input` `[c_in, h, ow + 2]`, `weight`
+    /// `[c_out, c_in, 3, 3]`, `out` `[c_out, h - 2, ow]`. Natively on a CPU with AVX2 the same
+    /// loops run 8 lanes wide (the portable build targets SSE2): elementwise, so the results are
+    /// the same bits either way.
+    #[allow(clippy::too_many_arguments)]
+    fn correlate<const B: usize>(
+        x0: usize,
+        ow: usize,
         c_in: usize,
         height: usize,
         input: &[f32],
@@ -287,14 +309,17 @@ mod kernels {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { correlate_avx2::<OW>(c_in, height, input, weight, bias, out) };
+            return unsafe { correlate_avx2::<B>(x0, ow, c_in, height, input, weight, bias, out) };
         }
-        correlate_rows::<OW>(c_in, height, input, weight, bias, out)
+        correlate_rows::<B>(x0, ow, c_in, height, input, weight, bias, out)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn correlate_avx2<const OW: usize>(
+    #[allow(clippy::too_many_arguments)]
+    fn correlate_avx2<const B: usize>(
+        x0: usize,
+        ow: usize,
         c_in: usize,
         height: usize,
         input: &[f32],
@@ -302,13 +327,16 @@ mod kernels {
         bias: &[f32],
         out: &mut [f32],
     ) {
-        correlate_rows::<OW>(c_in, height, input, weight, bias, out)
+        correlate_rows::<B>(x0, ow, c_in, height, input, weight, bias, out)
     }
 
-    /// Each output row is accumulated in a `[f32; OW]` that stays in registers across the
-    /// 9 * c_in taps.
+    /// Each block of an output row is accumulated in a `[f32; B]` that stays in registers
+    /// across the 9 * c_in taps.
     #[inline(always)]
-    fn correlate_rows<const OW: usize>(
+    #[allow(clippy::too_many_arguments)]
+    fn correlate_rows<const B: usize>(
+        x0: usize,
+        ow: usize,
         c_in: usize,
         height: usize,
         input: &[f32],
@@ -316,26 +344,26 @@ mod kernels {
         bias: &[f32],
         out: &mut [f32],
     ) {
-        let width = OW + 2;
+        let width = ow + 2;
         let oh = height - 2;
-        for (co, out_plane) in out.chunks_exact_mut(oh * OW).enumerate() {
+        for (co, out_plane) in out.chunks_exact_mut(oh * ow).enumerate() {
             let kernel = &weight[co * c_in * 9..][..c_in * 9];
-            for (y, out_row) in out_plane.chunks_exact_mut(OW).enumerate() {
-                let mut acc = [bias[co]; OW];
+            for (y, out_row) in out_plane.chunks_exact_mut(ow).enumerate() {
+                let mut acc = [bias[co]; B];
                 for (ci, taps) in kernel.chunks_exact(9).enumerate() {
                     let plane = &input[ci * height * width..][..height * width];
                     for ky in 0..3 {
-                        let row = &plane[(y + ky) * width..][..width];
+                        let row = &plane[(y + ky) * width + x0..][..B + 2];
                         for kx in 0..3 {
                             let tap = taps[ky * 3 + kx];
-                            let src: &[f32; OW] = row[kx..kx + OW].try_into().unwrap();
+                            let src: &[f32; B] = row[kx..kx + B].try_into().unwrap();
                             for (a, s) in acc.iter_mut().zip(src) {
                                 *a += tap * s;
                             }
                         }
                     }
                 }
-                out_row.copy_from_slice(&acc);
+                out_row[x0..x0 + B].copy_from_slice(&acc);
             }
         }
     }
@@ -359,9 +387,9 @@ mod kernels {
                     plane[(y + 2) * pw + 2..][..ow].copy_from_slice(src_row);
                 }
             }
-            by_width!(
+            by_blocks!(
                 g.width,
-                correlate(g.c_out, ph, &padded, &flipped, &zero_bias, image)
+                correlate(g.width, g.c_out, ph, &padded, &flipped, &zero_bias, image)
             )
         });
         out
@@ -392,7 +420,14 @@ mod kernels {
             for n in group * IMAGES_PER_SUM..end {
                 let input = &x[n * image_in..][..image_in];
                 let grad = &grad[n * image_grad..][..image_grad];
-                by_width!(g.width - 2, weight_grad_image(g, input, grad, acc))
+                // Literal widths let the compiler specialise the report's rows.
+                match g.width - 2 {
+                    8 => weight_grad_image(8, g, input, grad, acc),
+                    10 => weight_grad_image(10, g, input, grad, acc),
+                    24 => weight_grad_image(24, g, input, grad, acc),
+                    26 => weight_grad_image(26, g, input, grad, acc),
+                    ow => weight_grad_image(ow, g, input, grad, acc),
+                }
             }
         });
         let mut total = vec![0.0; len];
@@ -404,23 +439,19 @@ mod kernels {
 
     /// One image's share of the weight gradient, added to `acc` `[c_out, c_in, 3, 3]`. The nine
     /// taps' partial sums live in nine 4-lane registers while a gradient row and the three input
-    /// rows under it are read once, 4 columns at a time (a `[f32; OW]` per tap made every row a
-    /// memory round trip); the `OW % 4` last columns are summed as scalars.
-    fn weight_grad_image<const OW: usize>(
-        g: Geometry,
-        input: &[f32],
-        grad: &[f32],
-        acc: &mut [f32],
-    ) {
-        let (height, width, oh) = (g.height, OW + 2, g.height - 2);
-        let vector_end = OW / 4 * 4;
+    /// rows under it are read once, 4 columns at a time (a `[f32; ow]` per tap made every row a
+    /// memory round trip); the `ow % 4` last columns are summed as scalars.
+    #[inline(always)]
+    fn weight_grad_image(ow: usize, g: Geometry, input: &[f32], grad: &[f32], acc: &mut [f32]) {
+        let (height, width, oh) = (g.height, ow + 2, g.height - 2);
+        let vector_end = ow / 4 * 4;
         let load = |values: &[f32], at: usize| f32x4::new(values[at..at + 4].try_into().unwrap());
-        for (co, grad_plane) in grad.chunks_exact(oh * OW).enumerate() {
+        for (co, grad_plane) in grad.chunks_exact(oh * ow).enumerate() {
             for ci in 0..g.c_in {
                 let plane = &input[ci * height * width..][..height * width];
                 let mut lanes = [f32x4::ZERO; 9];
                 let mut tail = [0.0f32; 9];
-                for (y, grad_row) in grad_plane.chunks_exact(OW).enumerate() {
+                for (y, grad_row) in grad_plane.chunks_exact(ow).enumerate() {
                     let rows = [0, 1, 2].map(|ky| &plane[(y + ky) * width..][..width]);
                     for x in (0..vector_end).step_by(4) {
                         let d = load(grad_row, x);
@@ -431,7 +462,7 @@ mod kernels {
                             }
                         }
                     }
-                    for x in vector_end..OW {
+                    for x in vector_end..ow {
                         for (ky, row) in rows.iter().enumerate() {
                             for kx in 0..3 {
                                 tail[ky * 3 + kx] += grad_row[x] * row[x + kx];
@@ -545,24 +576,42 @@ mod tests {
         }
     }
 
-    /// Forward values and all three gradients match burn's own conv2d, for each of the
-    /// network's shapes (and a width the kernels leave to burn).
+    /// Forward values and all three gradients match burn's own conv2d: the report's shapes,
+    /// odd widths (blocks of 8, 4, 2 and 1 columns), "same" padding and batches larger than the
+    /// 16-image summation group.
     #[test]
     fn matches_burn_conv2d_forward_and_backward() {
         let device = Device::flex().autodiff();
         device.seed(3);
-        for [c_in, c_out, side] in [[1, 8, 28], [8, 8, 26], [8, 16, 12], [16, 16, 10], [2, 3, 7]] {
+        for [c_in, c_out, side, batch, same] in [
+            [1, 8, 28, 3, 0],
+            [8, 8, 26, 3, 0],
+            [8, 16, 12, 3, 0],
+            [16, 16, 10, 3, 0],
+            [2, 3, 7, 3, 0],
+            [4, 6, 11, 2, 0],
+            [3, 5, 13, 20, 1],
+            [1, 4, 28, 17, 1],
+        ] {
+            let same = same == 1;
             let layer = Conv2dConfig::new([c_in, c_out], [3, 3]).init(&device);
-            let x = Tensor::<4>::random([3, c_in, side, side], Distribution::Default, &device)
+            let mut padded = layer.clone();
+            padded.padding = PaddingConfig2d::Same;
+            let x = Tensor::<4>::random([batch, c_in, side, side], Distribution::Default, &device)
                 .require_grad();
+            let out_side = if same { side } else { side - 2 };
             let mix = Tensor::<4>::random(
-                [3, c_out, side - 2, side - 2],
+                [batch, c_out, out_side, out_side],
                 Distribution::Default,
                 &device,
             );
-            let ours = conv3x3(&layer, x.clone());
-            let theirs = layer.forward(x.clone());
-            let what = format!("{c_in}->{c_out} at {side}");
+            let (ours, theirs) = if same {
+                let x_padded = x.clone().pad([(1, 1), (1, 1)], 0.0);
+                (conv3x3(&layer, x_padded), padded.forward(x.clone()))
+            } else {
+                (conv3x3(&layer, x.clone()), layer.forward(x.clone()))
+            };
+            let what = format!("{c_in}->{c_out} at {side}, batch {batch}, same {same}");
             assert_close(&values(ours.clone()), &values(theirs.clone()), &what);
 
             let grads_ours = (ours * mix.clone()).sum().backward();

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::data::DataError;
+use crate::network::NetworkError;
 use crate::pad::PadError;
 use crate::weights::WeightsError;
 
@@ -34,6 +35,8 @@ pub enum ErrorKind {
 pub enum Error {
     #[error("invalid setting: {0}")]
     Config(String),
+    #[error("invalid network: {0}")]
+    Network(#[from] NetworkError),
     /// Input that is not a setting (pixels to predict, a drawing), wrong in a way the message says.
     #[error("{0}")]
     Input(String),
@@ -77,7 +80,7 @@ pub enum Recovery {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Config(_) | Self::Input(_) => ErrorKind::Config,
+            Self::Config(_) | Self::Input(_) | Self::Network(_) => ErrorKind::Config,
             Self::Data(_) => ErrorKind::Data,
             // A failed read of the device's parameters is the device's fault, not the file's.
             Self::Weights(WeightsError::DeviceRead(_)) => ErrorKind::Device,

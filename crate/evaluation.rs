@@ -3,7 +3,6 @@
 
 use std::future::Future;
 
-use burn::nn::loss::CrossEntropyLoss;
 use burn::prelude::*;
 use burn::tensor::Transaction;
 use serde::{Deserialize, Serialize};
@@ -11,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Mnist;
 use crate::error::Error;
 use crate::history::EpochRecord;
+use crate::loss::Loss;
 use crate::metrics::{ClassificationReport, ConfusionMatrix};
 use crate::model::{Cnn, PIXELS};
 
@@ -34,15 +34,17 @@ impl Evaluation {
     }
 }
 
-/// Mean cross-entropy and predicted classes of `model` (an inference model) over `data`;
+/// Mean `loss` and predicted classes of `model` (an inference model) over `data`;
 /// `progress` hears how many images are done after each chunk and is awaited, so that a browser
 /// worker can answer its messages (drawing predictions) between chunks.
 pub async fn evaluate<F: Future<Output = ()>>(
     model: &Cnn,
     data: &Mnist,
     device: &Device,
+    loss: Loss,
     mut progress: impl FnMut(usize) -> F,
 ) -> Result<Evaluation, Error> {
+    let output = model.network().output;
     let mut loss_sum = 0.0f64;
     let mut predictions = Vec::with_capacity(data.len());
     let indices: Vec<usize> = (0..data.len()).collect();
@@ -56,11 +58,11 @@ pub async fn evaluate<F: Future<Output = ()>>(
             device,
         );
         let logits = model.forward(images);
-        let loss = CrossEntropyLoss::new(None, device).forward(logits.clone(), targets);
+        let mean = loss.mean(output, logits.clone(), targets);
         let predicted = logits.argmax(1).flatten::<1>(0, 1);
-        let [loss, predicted] = read_pair(loss, predicted).await?;
+        let [mean, predicted] = read_pair(mean, predicted).await?;
         loss_sum +=
-            f64::from(loss.try_to_vec_as::<f32>().map_err(Error::read)?[0]) * chunk.len() as f64;
+            f64::from(mean.try_to_vec_as::<f32>().map_err(Error::read)?[0]) * chunk.len() as f64;
         predictions.extend(
             predicted
                 .try_to_vec_as::<i64>()
@@ -109,7 +111,8 @@ pub struct Metrics {
     pub misclassified: Vec<Misclassified>,
 }
 
-/// Evaluates `model` on the whole training file (the report's support: 60,000) and the test set.
+/// Evaluates `model` on the whole training file (the report's support: 60,000) and the test set,
+/// with the loss it was trained with.
 /// That is 70,000 forward passes, seconds to minutes in a browser: `progress` hears
 /// (images done, images in all) after each chunk and is awaited, as in [`evaluate`].
 pub async fn metrics<F: Future<Output = ()>>(
@@ -117,12 +120,16 @@ pub async fn metrics<F: Future<Output = ()>>(
     train_file: &Mnist,
     test: &Mnist,
     device: &Device,
+    loss: Loss,
     history: Vec<EpochRecord>,
     mut progress: impl FnMut(usize, usize) -> F,
 ) -> Result<Metrics, Error> {
     let total = train_file.len() + test.len();
-    let on_train = evaluate(model, train_file, device, |done| progress(done, total)).await?;
-    let on_test = evaluate(model, test, device, |done| {
+    let on_train = evaluate(model, train_file, device, loss, |done| {
+        progress(done, total)
+    })
+    .await?;
+    let on_test = evaluate(model, test, device, loss, |done| {
         progress(train_file.len() + done, total)
     })
     .await?;

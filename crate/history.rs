@@ -78,6 +78,8 @@ mod tests {
     fn weights_of(epoch: usize) -> ModelWeights {
         ModelWeights {
             format: "test".into(),
+            network: Default::default(),
+            settings: None,
             tensors: vec![Tensor32 {
                 name: "epoch".into(),
                 shape: vec![1],

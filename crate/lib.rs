@@ -1,13 +1,17 @@
-//! mnist7k: the report's 6,722-parameter MNIST CNN, trained with burn natively or in a browser.
+//! mnist7k: MNIST CNNs designed under a 7,000-parameter budget (the report's 6,722-parameter
+//! network first), trained with burn natively or in a browser.
 //!
 //! Plain Rust, tested natively: [`session`] (what the page and the CLI drive: data, device,
-//! training, Stop, resume, metrics, predictions, weights files), [`model`] (the network),
-//! [`conv`] (its convolutions, direct kernels on the CPU), [`data`] (IDX files), [`config`] (the
-//! recipe's settings and their ranges), [`training`] (the recipe), [`history`] (early stopping),
+//! training, Stop, resume, metrics, predictions, weights files), [`network`] (a network's
+//! description, summary, validation and presets), [`model`] (its burn module), [`conv`] (3x3
+//! convolutions, direct kernels on the CPU), [`data`] (IDX files), [`config`] (the recipe's
+//! settings, their ranges and choices), [`training`] (the recipe), [`loss`], [`schedule`]
+//! (optimizers and learning rates), [`augment`] (shifts and rotations), [`rng`], [`history`] (early stopping),
 //! [`evaluation`] and [`metrics`] (reports), [`weights`] (portable parameters), [`pad`] (drawing
 //! preprocessing), [`backend`] (device choice) and [`error`] (failures by kind). `web` holds
 //! the thin wasm-bindgen conversion layer.
 
+pub mod augment;
 pub mod backend;
 pub mod bench;
 pub mod clock;
@@ -17,9 +21,13 @@ pub mod data;
 pub mod error;
 pub mod evaluation;
 pub mod history;
+pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod network;
 pub mod pad;
+pub mod rng;
+pub mod schedule;
 pub mod session;
 pub mod training;
 pub mod weights;

@@ -23,7 +23,9 @@ use crate::data::{
 use crate::error::Error;
 use crate::evaluation::{self, Metrics};
 use crate::history::{Checkpoint, EpochRecord};
+use crate::loss::Loss;
 use crate::model::{Cnn, CLASSES, PIXELS};
+use crate::network::Network;
 use crate::pad;
 use crate::training::{Event, Trainer};
 use crate::weights::{ModelWeights, WeightsError};
@@ -160,7 +162,7 @@ impl Session {
                 return Ok(self.summary(&trainer, false, early_stopped));
             }
             if !keep_going {
-                let weights = ModelWeights::read(&trainer.inference_model()).await?;
+                let weights = trainer.weights(&trainer.inference_model()).await?;
                 let origin = match trainer.checkpoint().map_or(0, Checkpoint::epochs_done) {
                     0 => "the weights when Stop was pressed, during epoch 1".to_string(),
                     done => format!("the weights when Stop was pressed, after epoch {done}"),
@@ -242,11 +244,17 @@ impl Session {
         let trained = self.trained.borrow().clone().ok_or(WeightsError::NoneYet)?;
         let device = Device::flex();
         let model = trained.weights.to_model(&device)?;
+        let loss = trained
+            .weights
+            .settings
+            .as_ref()
+            .map_or(Loss::default(), |s| s.loss);
         let metrics = evaluation::metrics(
             &model,
             &data.train_file,
             &data.test,
             &device,
+            loss,
             trained.history,
             on_progress,
         )
@@ -278,15 +286,17 @@ impl Session {
         self.trained.borrow().as_ref().map(|t| t.weights.clone())
     }
 
-    /// Uses the weights of a file saved from [`Session::weights`] (or by the CLI's `--weights`).
-    /// A bad file changes nothing.
-    pub fn load_weights(&self, json: &str) -> Result<(), Error> {
+    /// Uses the weights of a file saved from [`Session::weights`] (or by the CLI's `--weights`)
+    /// and returns the network it holds. A bad file changes nothing.
+    pub fn load_weights(&self, json: &str) -> Result<Network, Error> {
         let weights = ModelWeights::from_json(json)?;
+        let network = weights.network.clone();
         self.use_weights(Trained {
             weights,
             origin: "a loaded weights file".into(),
             history: Vec::new(),
-        })
+        })?;
+        Ok(network)
     }
 
     fn datasets(&self) -> Result<Rc<Datasets>, Error> {

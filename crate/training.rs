@@ -2,8 +2,7 @@
 //! held out, early stopping on validation loss. Steps are async so that a browser can show
 //! progress, take a Stop between batches and read the GPU without blocking.
 
-use burn::nn::loss::CrossEntropyLoss;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Transaction;
 use serde::{Deserialize, Serialize};
@@ -16,6 +15,8 @@ use crate::error::{Error, CHANCE_LOSS};
 use crate::evaluation::evaluate;
 use crate::history::{Checkpoint, EpochRecord};
 use crate::model::{Cnn, PIXELS};
+use crate::rng::SplitMix64;
+use crate::schedule::{learning_rate, optimizer};
 use crate::weights::ModelWeights;
 
 /// Where training stands after a batch.
@@ -44,25 +45,6 @@ pub enum Event {
     },
 }
 
-/// Deterministic shuffling without pulling a RNG crate into the wasm build.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn shuffle(&mut self, items: &mut [usize]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, (self.next() % (i as u64 + 1)) as usize);
-        }
-    }
-}
-
 /// Splits the 60,000-image training file as Keras' `validation_split` does, then applies `limit`.
 pub fn split(train_file: &Mnist, config: &TrainConfig) -> (Mnist, Mnist) {
     let (fit, validation) = train_file.split_last(config.validation_split);
@@ -87,6 +69,8 @@ pub struct Trainer {
     train: Mnist,
     validation: Mnist,
     rng: SplitMix64,
+    /// Draws the augmentation's shifts and rotations.
+    augment_rng: SplitMix64,
     order: Vec<usize>,
     cursor: usize,
     /// Sums over the epoch so far, kept on the device and read every `read_every` batches.
@@ -118,17 +102,23 @@ impl Trainer {
         let device = compute.device.clone().autodiff();
         device.seed(config.seed);
         let model = match &resume {
+            Some(checkpoint) if checkpoint.weights.network != config.network => {
+                return Err(Error::Config(format!(
+                    "the run to resume trained another network ({}) than the settings' ({})",
+                    checkpoint.weights.network, config.network
+                )))
+            }
             Some(checkpoint) => checkpoint.weights.to_model(&device)?,
-            None => Cnn::new(&device),
+            None => Cnn::new(&config.network, &device)?,
         };
-        let optimizer = AdamConfig::new()
-            .with_beta_1(config.beta1)
-            .with_beta_2(config.beta2)
-            .with_epsilon(config.epsilon)
-            .init();
         let epochs_done = resume.as_ref().map_or(0, Checkpoint::epochs_done) as u64;
+        let stream = |salt: u64| {
+            SplitMix64(config.seed ^ salt ^ epochs_done.wrapping_mul(0x2545_f491_4f6c_dd1d))
+        };
         Ok(Self {
-            rng: SplitMix64(config.seed ^ epochs_done.wrapping_mul(0x2545_f491_4f6c_dd1d)),
+            optimizer: optimizer(&config),
+            rng: stream(0),
+            augment_rng: stream(0x5eed_a11e),
             // A CPU read is free; a GPU read stalls the queue, so read a GPU every few batches.
             read_every: if compute.backend == Backend::Cpu {
                 1
@@ -140,7 +130,6 @@ impl Trainer {
             device,
             backend: compute.label(),
             model,
-            optimizer,
             train,
             validation,
             loss_sum: None,
@@ -206,19 +195,30 @@ impl Trainer {
     async fn train_batch(&mut self) -> Result<BatchProgress, Error> {
         let end = (self.cursor + self.config.batch_size).min(self.order.len());
         let indices = &self.order[self.cursor..end];
+        let mut pixels = self.train.batch_pixels(indices);
+        self.config
+            .augmentation()
+            .apply(&mut pixels, &mut self.augment_rng);
         let images = Tensor::<2>::from_data(
-            TensorData::new(self.train.batch_pixels(indices), [indices.len(), PIXELS]),
+            TensorData::new(pixels, [indices.len(), PIXELS]),
             &self.device,
         );
         let targets = Tensor::<1, Int>::from_data(
             TensorData::new(self.train.batch_labels(indices), [indices.len()]),
             &self.device,
         );
-        self.cursor = end;
-
+        let batch_index = self.cursor / self.config.batch_size;
+        let rate = learning_rate(
+            &self.config,
+            self.epochs_done(),
+            batch_index,
+            self.batches_per_epoch(),
+        );
         let logits = self.model.forward(images);
         let loss =
-            CrossEntropyLoss::new(None, &self.device).forward(logits.clone(), targets.clone());
+            self.config
+                .loss
+                .mean(self.config.network.output, logits.clone(), targets.clone());
         let batch_loss = loss.clone().inner() * indices.len() as f32;
         let batch_correct = logits
             .inner()
@@ -227,10 +227,9 @@ impl Trainer {
             .equal(targets.inner())
             .int()
             .sum();
+        self.cursor = end;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        self.model = self
-            .optimizer
-            .step(self.config.learning_rate, self.model.clone(), grads);
+        self.model = self.optimizer.step(rate, self.model.clone(), grads);
 
         self.loss_sum = Some(match self.loss_sum.take() {
             Some(sum) => sum + batch_loss,
@@ -280,7 +279,7 @@ impl Trainer {
         // Not finite, or ten times worse than guessing: the run has blown up (a learning rate of
         // 0.9 sends it past 10,000 within the first epoch) and carrying on would only end at
         // chance level. Stop and say so.
-        if !mean.is_finite() || mean > DIVERGED_LOSS {
+        if !mean.is_finite() || (self.config.loss.is_log_loss() && mean > DIVERGED_LOSS) {
             return Err(Error::Diverged {
                 epoch: self.epochs_done() + 1,
                 batch: self.cursor.div_ceil(self.config.batch_size),
@@ -301,9 +300,13 @@ impl Trainer {
         self.correct = None;
         let inference = self.model.valid();
         let inner = self.device.clone().inner();
-        let on_validation = evaluate(&inference, &self.validation, &inner, |_| {
-            std::future::ready(())
-        })
+        let on_validation = evaluate(
+            &inference,
+            &self.validation,
+            &inner,
+            self.config.loss,
+            |_| std::future::ready(()),
+        )
         .await?;
         let record = EpochRecord {
             epoch: self.epochs_done() + 1,
@@ -315,9 +318,16 @@ impl Trainer {
             samples_per_second: self.train.len() as f64 / seconds.max(1e-9),
             backend: self.backend.clone(),
         };
-        let weights = ModelWeights::read(&inference).await?;
+        let weights = self.weights(&inference).await?;
         self.record_epoch(record.clone(), weights);
         Ok(record)
+    }
+
+    /// The weights of `model` with the settings that trained them.
+    pub async fn weights(&self, model: &Cnn) -> Result<ModelWeights, Error> {
+        let mut weights = ModelWeights::read(model).await?;
+        weights.settings = Some(self.config.clone());
+        Ok(weights)
     }
 
     /// Early stopping (Keras' `EarlyStopping(monitor="val_loss", patience)`), keeping the best
@@ -338,18 +348,6 @@ impl Trainer {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shuffling_is_a_permutation_and_differs_between_epochs() {
-        let mut rng = SplitMix64(1);
-        let mut order: Vec<usize> = (0..100).collect();
-        rng.shuffle(&mut order);
-        let first = order.clone();
-        rng.shuffle(&mut order);
-        assert_ne!(first, order);
-        order.sort_unstable();
-        assert_eq!(order, (0..100).collect::<Vec<_>>());
-    }
 
     #[test]
     fn limit_shrinks_validation_in_proportion() {

@@ -8,10 +8,11 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::backend::Backend;
 use crate::bench::BenchConfig;
-use crate::config::{TrainConfig, BOUNDS};
+use crate::config::{TrainConfig, BOUNDS, CHOICES};
 use crate::data::DATA_FILES;
 use crate::error::{Error, Report};
 use crate::history::Checkpoint;
+use crate::network::{presets as all_presets, Network};
 use crate::session::Session;
 
 #[wasm_bindgen(start)]
@@ -47,6 +48,86 @@ pub fn settings_bounds() -> JsValue {
     to_js(&BOUNDS)
 }
 
+/// The named settings' choices (loss, optimizer, schedule), for the page's form.
+#[wasm_bindgen(js_name = settingsChoices)]
+pub fn settings_choices() -> JsValue {
+    to_js(&CHOICES)
+}
+
+/// The preset networks, `[{ id, name, network }]`, the report's first.
+#[wasm_bindgen]
+pub fn presets() -> JsValue {
+    to_js(&all_presets())
+}
+
+#[derive(Serialize)]
+struct Refusal {
+    message: String,
+    /// The offending layer (0-based), when one layer is the reason.
+    layer: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct Summarised {
+    summary: Option<crate::network::Summary>,
+    error: Option<Refusal>,
+}
+
+/// `{ summary, error }` for a network and a budget: the table as far as it goes and the first
+/// reason to refuse the network, or `error` alone for an object that is not a network.
+#[wasm_bindgen(js_name = networkSummary)]
+pub fn network_summary(network: JsValue, budget: usize) -> JsValue {
+    let summarised = match from_js::<Network>(network, "network") {
+        Ok(network) => {
+            let (summary, error) = network.summary(budget);
+            Summarised {
+                summary: Some(summary),
+                error: error.map(|e| Refusal {
+                    layer: e.layer(),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        Err(e) => Summarised {
+            summary: None,
+            error: Some(Refusal {
+                message: e.to_string(),
+                layer: None,
+            }),
+        },
+    };
+    to_js(&summarised)
+}
+
+/// The text form a link carries.
+#[wasm_bindgen(js_name = networkToText)]
+pub fn network_to_text(network: JsValue) -> Result<String, JsValue> {
+    let network: Network = from_js(network, "network").map_err(|e| fail(e, Backend::Cpu))?;
+    Ok(network.to_string())
+}
+
+#[wasm_bindgen(js_name = networkFromText)]
+pub fn network_from_text(text: &str) -> Result<JsValue, JsValue> {
+    let network: Network = text
+        .parse()
+        .map_err(|e| fail(Error::Network(e), Backend::Cpu))?;
+    Ok(to_js(&network))
+}
+
+/// A JS `Error` with the failure's `kind` and `recovery`.
+fn fail(error: Error, backend: Backend) -> JsValue {
+    let report = Report::new(&error, backend);
+    let js = js_sys::Error::new(&report.message);
+    for (key, value) in [
+        ("kind", to_js(&report.kind)),
+        ("recovery", to_js(&report.recovery)),
+    ] {
+        // Setting a property on a fresh Error object cannot fail.
+        let _ = js_sys::Reflect::set(&js, &key.into(), &value);
+    }
+    js.into()
+}
+
 #[wasm_bindgen]
 #[derive(Default)]
 pub struct Mnist7k {
@@ -55,16 +136,7 @@ pub struct Mnist7k {
 
 impl Mnist7k {
     fn fail(&self, error: Error) -> JsValue {
-        let report = Report::new(&error, self.session.backend().unwrap_or(Backend::Cpu));
-        let js = js_sys::Error::new(&report.message);
-        for (key, value) in [
-            ("kind", to_js(&report.kind)),
-            ("recovery", to_js(&report.recovery)),
-        ] {
-            // Setting a property on a fresh Error object cannot fail.
-            let _ = js_sys::Reflect::set(&js, &key.into(), &value);
-        }
-        js.into()
+        fail(error, self.session.backend().unwrap_or(Backend::Cpu))
     }
 }
 
@@ -176,8 +248,10 @@ impl Mnist7k {
         self.session.weights().map(|w| w.to_json())
     }
 
+    /// Returns the network the file holds.
     #[wasm_bindgen(js_name = loadWeights)]
-    pub fn load_weights(&self, json: &str) -> Result<(), JsValue> {
-        self.session.load_weights(json).map_err(|e| self.fail(e))
+    pub fn load_weights(&self, json: &str) -> Result<JsValue, JsValue> {
+        let network = self.session.load_weights(json).map_err(|e| self.fail(e))?;
+        Ok(to_js(&network))
     }
 }

@@ -1,29 +1,18 @@
 //! A device-independent copy of the network's parameters: what moves a model between WebGPU and
 //! the CPU, keeps the best epoch for early stopping, and is saved to or loaded from a file.
 
-use burn::module::Param;
+use burn::module::{Param, RunningState};
 use burn::prelude::*;
 use burn::tensor::Transaction;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Cnn;
+use crate::config::TrainConfig;
+use crate::model::{Cnn, Learned};
+use crate::network::{Layer, Network, NetworkError};
 
-const FORMAT: &str = "mnist7k-weights-v1";
-
-/// Layer names and shapes in the order they are stored; Keras' layout except that conv kernels
-/// are `[out, in, h, w]` and the dense kernel is `[in, out]`.
-const LAYOUT: [(&str, &[usize]); 10] = [
-    ("conv1.weight", &[8, 1, 3, 3]),
-    ("conv1.bias", &[8]),
-    ("conv2.weight", &[8, 8, 3, 3]),
-    ("conv2.bias", &[8]),
-    ("conv3.weight", &[16, 8, 3, 3]),
-    ("conv3.bias", &[16]),
-    ("conv4.weight", &[16, 16, 3, 3]),
-    ("conv4.bias", &[16]),
-    ("dense.weight", &[256, 10]),
-    ("dense.bias", &[10]),
-];
+const FORMAT: &str = "mnist7k-weights-v2";
+/// Files of the report's fixed network, before networks could be designed: still readable.
+const FORMAT_V1: &str = "mnist7k-weights-v1";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tensor32 {
@@ -32,9 +21,16 @@ pub struct Tensor32 {
     pub values: Vec<f32>,
 }
 
+/// The parameters of a network and its description, so that a file restores its architecture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelWeights {
     pub format: String,
+    #[serde(default)]
+    pub network: Network,
+    /// The settings of the run that trained them (none for weights made otherwise), so that a
+    /// file says how to train its network again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<TrainConfig>,
     pub tensors: Vec<Tensor32>,
 }
 
@@ -44,13 +40,15 @@ pub enum WeightsError {
     Unreadable(String),
     #[error("weights file format is {found:?}, this app reads {FORMAT:?}")]
     Format { found: String },
+    #[error("the weights file's network is not valid: {0}")]
+    Network(#[from] NetworkError),
     #[error("weights file should hold {expected} tensors, it holds {found}")]
     Count { expected: usize, found: usize },
     #[error("tensor {index} should be {expected} with shape {shape:?}, found {found} with shape {found_shape:?} and {values} values")]
     Layout {
         index: usize,
-        expected: &'static str,
-        shape: &'static [usize],
+        expected: String,
+        shape: Vec<usize>,
         found: String,
         found_shape: Vec<usize>,
         values: usize,
@@ -65,32 +63,77 @@ pub enum WeightsError {
     TooLarge { megabytes: f64 },
 }
 
-/// A weights file of this network is about 0.1 MB of JSON; anything far larger is another file.
+/// A weights file of a network under the budget is about 0.1 MB of JSON; anything far larger
+/// is another file.
 const MAX_FILE_MB: usize = 4;
 
-fn float_params(model: &Cnn) -> [Tensor<1>; 10] {
-    let conv = |c: &burn::nn::conv::Conv2d| {
-        let bias = c.bias.as_ref().expect("every conv layer has a bias").val();
-        (c.weight.val().flatten::<1>(0, 3), bias)
-    };
-    let (w1, b1) = conv(&model.conv1);
-    let (w2, b2) = conv(&model.conv2);
-    let (w3, b3) = conv(&model.conv3);
-    let (w4, b4) = conv(&model.conv4);
-    let dense_bias = model.dense.bias.as_ref().expect("dense has a bias").val();
-    let dense = model.dense.weight.val().flatten::<1>(0, 1);
-    [w1, b1, w2, b2, w3, b3, w4, b4, dense, dense_bias]
+/// Tensor names and shapes in the order they are stored, from the description: each layer's
+/// Keras name, then `weight`/`bias` (conv kernels `[out, in, h, w]`, dense kernels `[in, out]`)
+/// or batch norm's `gamma`, `beta`, `running_mean`, `running_var`.
+pub fn layout(network: &Network) -> Result<Vec<(String, Vec<usize>)>, NetworkError> {
+    let names = network.names();
+    let mut out = Vec::new();
+    for step in network.walk()? {
+        let name = &names[step.index];
+        let c = step.input.channels();
+        let tensors: Vec<(&str, Vec<usize>)> = match *step.layer {
+            Layer::Conv2d {
+                filters, kernel, ..
+            } => vec![
+                ("weight", vec![filters, c, kernel, kernel]),
+                ("bias", vec![filters]),
+            ],
+            Layer::Dense { units, .. } => vec![
+                ("weight", vec![step.input.len(), units]),
+                ("bias", vec![units]),
+            ],
+            Layer::BatchNorm => ["gamma", "beta", "running_mean", "running_var"]
+                .map(|t| (t, vec![c]))
+                .to_vec(),
+            _ => Vec::new(),
+        };
+        out.extend(
+            tensors
+                .into_iter()
+                .map(|(t, shape)| (format!("{name}.{t}"), shape)),
+        );
+    }
+    Ok(out)
+}
+
+/// Every stored tensor of `model`, flattened, in [`layout`] order.
+fn flat_tensors(model: &Cnn) -> Vec<Tensor<1>> {
+    let bias = |b: &Option<Param<Tensor<1>>>| b.as_ref().expect("layers have biases").val();
+    model
+        .learned
+        .iter()
+        .flat_map(|learned| match learned {
+            Learned::Conv(c) => vec![c.weight.val().flatten::<1>(0, 3), bias(&c.bias)],
+            Learned::Dense(d) => vec![d.weight.val().flatten::<1>(0, 1), bias(&d.bias)],
+            Learned::Norm(n) => vec![
+                n.gamma.val(),
+                n.beta.val(),
+                n.running_mean.value(),
+                n.running_var.value(),
+            ],
+        })
+        .collect()
 }
 
 fn param<const D: usize>(t: &Tensor32, device: &Device) -> Param<Tensor<D>> {
+    Param::from_tensor(tensor(t, device))
+}
+
+fn tensor<const D: usize>(t: &Tensor32, device: &Device) -> Tensor<D> {
     let shape: [usize; D] = t.shape.clone().try_into().expect("layout checked");
-    Param::from_data(TensorData::new(t.values.clone(), shape), device)
+    Tensor::from_data(TensorData::new(t.values.clone(), shape), device)
 }
 
 impl ModelWeights {
     /// Reads every parameter in one batched, asynchronous device read.
     pub async fn read(model: &Cnn) -> Result<Self, WeightsError> {
-        let transaction = float_params(model)
+        let layout = layout(model.network())?;
+        let transaction = flat_tensors(model)
             .into_iter()
             .fold(Transaction::default(), |tx, t| tx.register(t));
         let data = transaction
@@ -99,38 +142,43 @@ impl ModelWeights {
             .map_err(|e| WeightsError::DeviceRead(format!("{e:?}")))?;
         let tensors = data
             .into_iter()
-            .zip(LAYOUT)
+            .zip(layout)
             .map(|(data, (name, shape))| {
                 let values = data
                     .try_to_vec_as::<f32>()
                     .map_err(|e| WeightsError::DeviceRead(format!("{e:?}")))?;
                 Ok(Tensor32 {
-                    name: name.to_string(),
-                    shape: shape.to_vec(),
+                    name,
+                    shape,
                     values,
                 })
             })
             .collect::<Result<_, WeightsError>>()?;
         Ok(Self {
             format: FORMAT.to_string(),
+            network: model.network().clone(),
+            settings: None,
             tensors,
         })
     }
 
-    /// Checks names, shapes, lengths and values against the network's layout.
+    /// Checks the network, then names, shapes, lengths and values against its layout.
     pub fn validate(&self) -> Result<(), WeightsError> {
         if self.format != FORMAT {
             return Err(WeightsError::Format {
                 found: self.format.clone(),
             });
         }
-        if self.tensors.len() != LAYOUT.len() {
+        // A file may hold a network over today's budget; it must still be a whole network.
+        self.network.validate(usize::MAX)?;
+        let layout = layout(&self.network)?;
+        if self.tensors.len() != layout.len() {
             return Err(WeightsError::Count {
-                expected: LAYOUT.len(),
+                expected: layout.len(),
                 found: self.tensors.len(),
             });
         }
-        for (index, (t, (name, shape))) in self.tensors.iter().zip(LAYOUT).enumerate() {
+        for (index, (t, (name, shape))) in self.tensors.iter().zip(layout).enumerate() {
             let len: usize = shape.iter().product();
             if t.name != name || t.shape != shape || t.values.len() != len {
                 return Err(WeightsError::Layout {
@@ -154,22 +202,27 @@ impl ModelWeights {
     /// A network on `device` holding these weights.
     pub fn to_model(&self, device: &Device) -> Result<Cnn, WeightsError> {
         self.validate()?;
-        let t = &self.tensors;
-        let mut model = Cnn::new(device);
-        for (i, conv) in [
-            &mut model.conv1,
-            &mut model.conv2,
-            &mut model.conv3,
-            &mut model.conv4,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            conv.weight = param(&t[2 * i], device);
-            conv.bias = Some(param(&t[2 * i + 1], device));
+        let mut model = Cnn::new(&self.network, device)?;
+        let mut t = self.tensors.iter();
+        let mut next = || t.next().expect("layout checked");
+        for learned in &mut model.learned {
+            match learned {
+                Learned::Conv(c) => {
+                    c.weight = param(next(), device);
+                    c.bias = Some(param(next(), device));
+                }
+                Learned::Dense(d) => {
+                    d.weight = param(next(), device);
+                    d.bias = Some(param(next(), device));
+                }
+                Learned::Norm(n) => {
+                    n.gamma = param(next(), device);
+                    n.beta = param(next(), device);
+                    n.running_mean = RunningState::new(tensor(next(), device));
+                    n.running_var = RunningState::new(tensor(next(), device));
+                }
+            }
         }
-        model.dense.weight = param(&t[8], device);
-        model.dense.bias = Some(param(&t[9], device));
         Ok(model)
     }
 
@@ -183,10 +236,32 @@ impl ModelWeights {
                 megabytes: text.len() as f64 / 1e6,
             });
         }
-        let weights: Self =
+        let mut weights: Self =
             serde_json::from_str(text).map_err(|e| WeightsError::Unreadable(e.to_string()))?;
+        if weights.format == FORMAT_V1 {
+            weights = weights.from_v1()?;
+        }
         weights.validate()?;
         Ok(weights)
+    }
+
+    /// A v1 file held the report's network under other names (`conv1` .. `conv4`, `dense`):
+    /// same tensors, same order.
+    fn from_v1(mut self) -> Result<Self, WeightsError> {
+        let network = Network::report();
+        let layout = layout(&network)?;
+        if self.tensors.len() != layout.len() {
+            return Err(WeightsError::Count {
+                expected: layout.len(),
+                found: self.tensors.len(),
+            });
+        }
+        for (t, (name, _)) in self.tensors.iter_mut().zip(layout) {
+            t.name = name;
+        }
+        self.format = FORMAT.to_string();
+        self.network = network;
+        Ok(self)
     }
 }
 
@@ -194,57 +269,110 @@ impl ModelWeights {
 mod tests {
     use super::*;
     use crate::model::PIXELS;
+    use crate::network::{presets, BUDGET};
+    use burn::tensor::Distribution;
 
     fn read(model: &Cnn) -> ModelWeights {
         pollster::block_on(ModelWeights::read(model)).unwrap()
     }
 
+    /// Fresh biases are zero and fresh batch-norm state is 0/1: random values make a swapped or
+    /// dropped tensor change the output.
+    fn randomise(model: &mut Cnn, device: &Device) {
+        let random = |n: usize| Tensor::<1>::random([n], Distribution::Default, device);
+        for learned in &mut model.learned {
+            match learned {
+                Learned::Conv(c) => c.bias = Some(Param::from_tensor(random(c.weight.dims()[0]))),
+                Learned::Dense(d) => d.bias = Some(Param::from_tensor(random(d.weight.dims()[1]))),
+                Learned::Norm(n) => {
+                    let c = n.gamma.dims()[0];
+                    n.gamma = Param::from_tensor(random(c) + 0.5);
+                    n.beta = Param::from_tensor(random(c));
+                    n.running_mean = RunningState::new(random(c));
+                    n.running_var = RunningState::new(random(c) + 0.5);
+                }
+            }
+        }
+    }
+
     #[test]
-    fn round_trip_through_json_gives_the_same_predictions() {
+    fn round_trip_through_json_gives_the_same_network_and_predictions() {
         let device = Device::flex();
         device.seed(3);
-        let mut model = Cnn::new(&device);
-        // Fresh biases are zero: random ones make a swapped or dropped bias change the output
-        // (conv3 and conv4 both have 16).
-        let random = |n: usize| {
-            let values = Tensor::<1>::random([n], burn::tensor::Distribution::Default, &device);
-            Some(Param::from_tensor(values))
-        };
-        for conv in [
-            &mut model.conv1,
-            &mut model.conv2,
-            &mut model.conv3,
-            &mut model.conv4,
-        ] {
-            conv.bias = random(conv.weight.val().dims()[0]);
+        for preset in presets() {
+            let mut model = Cnn::new(&preset.network, &device).unwrap();
+            randomise(&mut model, &device);
+            let weights = read(&model);
+            let (summary, _) = preset.network.summary(BUDGET);
+            assert_eq!(
+                weights
+                    .tensors
+                    .iter()
+                    .map(|t| t.values.len())
+                    .sum::<usize>(),
+                summary.total + summary.non_trainable,
+                "{}",
+                preset.id
+            );
+            let loaded = ModelWeights::from_json(&weights.to_json()).unwrap();
+            assert_eq!(loaded.network, preset.network);
+            let loaded = loaded.to_model(&device).unwrap();
+            let input = Tensor::<2>::random([4, PIXELS], Distribution::Default, &device);
+            let a: Vec<f32> = model
+                .forward(input.clone())
+                .into_data()
+                .try_to_vec_as()
+                .unwrap();
+            let b: Vec<f32> = loaded.forward(input).into_data().try_to_vec_as().unwrap();
+            assert_eq!(a, b, "{}", preset.id);
         }
-        model.dense.bias = random(crate::model::CLASSES);
-        let weights = read(&model);
-        assert_eq!(
-            weights
-                .tensors
-                .iter()
-                .map(|t| t.values.len())
-                .sum::<usize>(),
-            crate::model::PARAMETERS
-        );
-        let loaded = ModelWeights::from_json(&weights.to_json())
+    }
+
+    #[test]
+    fn the_report_networks_layout_keeps_keras_names() {
+        let names: Vec<String> = layout(&Network::report())
             .unwrap()
-            .to_model(&device)
-            .unwrap();
-        let input = Tensor::<2>::random([4, PIXELS], burn::tensor::Distribution::Default, &device);
-        let a: Vec<f32> = model
-            .forward(input.clone())
-            .into_data()
-            .try_to_vec_as()
-            .unwrap();
-        let b: Vec<f32> = loaded.forward(input).into_data().try_to_vec_as().unwrap();
-        assert_eq!(a, b);
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(names[0], "conv2d.weight");
+        assert_eq!(names[3], "conv2d_1.bias");
+        assert_eq!(names[8..], ["dense.weight", "dense.bias"]);
+    }
+
+    #[test]
+    fn a_v1_file_of_the_reports_network_still_loads() {
+        let weights = read(&Cnn::new(&Network::report(), &Device::flex()).unwrap());
+        let old_names = [
+            "conv1.weight",
+            "conv1.bias",
+            "conv2.weight",
+            "conv2.bias",
+            "conv3.weight",
+            "conv3.bias",
+            "conv4.weight",
+            "conv4.bias",
+            "dense.weight",
+            "dense.bias",
+        ];
+        let mut v1 = serde_json::to_value(&weights).unwrap();
+        v1["format"] = "mnist7k-weights-v1".into();
+        v1.as_object_mut().unwrap().remove("network");
+        for (t, name) in v1["tensors"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .zip(old_names)
+        {
+            t["name"] = name.into();
+        }
+        let loaded = ModelWeights::from_json(&v1.to_string()).unwrap();
+        assert_eq!(loaded, weights);
     }
 
     #[test]
     fn bad_files_are_rejected_with_reasons() {
-        let weights = read(&Cnn::new(&Device::flex()));
+        let weights = read(&Cnn::new(&Network::report(), &Device::flex()).unwrap());
         assert!(matches!(
             ModelWeights::from_json("{\"not\": 1}"),
             Err(WeightsError::Unreadable(_))
@@ -261,6 +389,19 @@ mod tests {
             nan.validate(),
             Err(WeightsError::NotFinite { .. })
         ));
+        let mut other_network = weights.clone();
+        other_network.network = presets()[1].network.clone();
+        assert!(matches!(
+            other_network.validate(),
+            Err(WeightsError::Count { found: 10, .. }) | Err(WeightsError::Layout { .. })
+        ));
+        let mut broken = weights.clone();
+        broken.network.layers.pop();
+        assert_eq!(
+            broken.validate().unwrap_err().to_string(),
+            "the weights file's network is not valid: the network must end in 10 outputs, one \
+             per digit; it ends in 256 (make the last Dense layer 10 units)"
+        );
         let mut short = weights;
         short.tensors.pop();
         assert!(matches!(

@@ -48,7 +48,8 @@ function legend(ctx, width, entries) {
 }
 
 // series: { train: [[epoch, value]], validation: [...], batch: [...] }
-export function createChart(canvas, { title, digits, fixedRange }) {
+export function createChart(canvas, { title: initialTitle, digits, fixedRange }) {
+  let title = initialTitle;
   const ctx = canvas.getContext('2d');
   let pending = false;
   let latest = null;
@@ -72,6 +73,10 @@ export function createChart(canvas, { title, digits, fixedRange }) {
 
   // Redraws at most once per frame however fast events arrive.
   return {
+    // The loss chart names the loss being trained.
+    setTitle(text) {
+      title = text;
+    },
     update(series) {
       latest = series;
       if (!pending) {

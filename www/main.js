@@ -1,6 +1,8 @@
-// Wires the page: the training worker, the settings, the views. Holds the latest checkpoint so
-// that a failing WebGPU run carries on on the CPU without losing finished epochs.
+// Wires the page: the training worker, the settings, the network designer, the views. Holds the
+// latest checkpoint so that a failing WebGPU run carries on on the CPU without losing finished
+// epochs.
 import { createControls } from './controls.js';
+import { createNetworkEditor } from './network.js';
 import { createChart } from './charts.js';
 import { createProgress } from './progress.js';
 import { createPad } from './pad.js';
@@ -23,6 +25,50 @@ const accuracyChart = createChart($('chart-accuracy'), { title: 'accuracy', digi
 const buttons = {
   train: $('train'), stop: $('stop'), bench: $('bench'), save: $('save-weights'), load: $('load-weights'),
 };
+
+// Every edit is summarised by the worker; Train waits for a network it accepted. The link keeps
+// the worker's text of the network (`net`), except for the report's, which needs none.
+let networkState = { accepted: false, refusal: null };
+const editor = createNetworkEditor({
+  preset: testid('preset'),
+  layers: $('layers'),
+  output: $('network-output'),
+  addType: testid('layer-type'),
+  add: testid('add-layer'),
+  budget: testid('budget'),
+  error: testid('budget-error'),
+  summary: testid('network-summary'),
+  total: testid('param-total'),
+  budgetShown: $('budget-shown'),
+  meter: $('budget-meter'),
+}, {
+  send: (message) => worker?.postMessage(message),
+  onChange: ({ accepted, refusal, text, preset }) => {
+    networkState = { accepted, refusal };
+    if (text !== null) {
+      controls.setLinked('net', preset === editor.defaultPreset ? null : text);
+      controls.setLinked('preset', null);
+    }
+    setRunning(running !== null);
+  },
+  onUnreadable: (text, message) => progress.addNotice(`The link's network "${text}" could not be read (${message}): showing the report's network.`),
+});
+let editorStarted = false;
+
+// The first network shown: the link's (`net`, else `preset`), else the report's.
+function startEditor() {
+  editorStarted = true;
+  const net = controls.linked('net');
+  const preset = controls.linked('preset');
+  if (net !== null) {
+    editor.askText(net);
+    return;
+  }
+  if (preset !== null && !editor.hasPreset(preset)) {
+    progress.addNotice(`The link's preset "${preset}" is not one of ${editor.presetIds().join(', ')}: using ${editor.defaultPreset}.`);
+  }
+  editor.choose(preset ?? editor.defaultPreset);
+}
 
 // The module is compiled once here (streaming, off the main thread) and handed to every worker,
 // a CPU fallback included. A dropped connection is retried (the dev server may be rebuilding);
@@ -73,10 +119,12 @@ function redraw() {
 
 function setRunning(isRunning) {
   const busy = isRunning || benching || backendName === null;
-  buttons.train.disabled = busy;
+  buttons.train.disabled = busy || !networkState.accepted;
+  buttons.train.title = networkState.refusal ? `The network is refused: ${networkState.refusal.message}` : '';
   buttons.bench.disabled = busy;
   buttons.stop.disabled = !isRunning;
   controls.setEnabled(!isRunning && !benching);
+  editor.setEnabled(!isRunning && !benching);
 }
 
 const pad = createPad({
@@ -155,7 +203,15 @@ const handlers = {
     setRunning(false);
   },
   'train-failed': trainingFailed,
-  settings: ({ bounds }) => controls.applyBounds(bounds),
+  settings: ({ bounds, choices, presets }) => {
+    controls.applyBounds(bounds);
+    for (const problem of controls.applyChoices(choices ?? [])) progress.addNotice(problem);
+    editor.setPresets(presets ?? []);
+    // A replaced worker (another backend) lost any question in flight: ask it again.
+    if (editorStarted) editor.resend();
+    else startEditor();
+  },
+  network: (reply) => editor.answered(reply),
   metrics: ({ metrics, gallery, weights }) => {
     latestWeights = weights;
     buttons.save.disabled = !weights;
@@ -176,7 +232,12 @@ const handlers = {
   'metrics-progress': ({ done, total }) => progress.evaluation(done, total),
   prediction: (reply) => pad.answered(reply),
   notice: ({ text }) => progress.showNotice(text),
-  'weights-loaded': () => progress.showNotice('Weights loaded.'),
+  // A file brings its architecture; weights restored into a fresh worker leave the editor alone
+  // (it may have been edited since they were trained).
+  'weights-loaded': ({ network, origin }) => {
+    progress.showNotice('Weights loaded.');
+    if (network && origin === 'file') editor.setNetwork(network);
+  },
 };
 
 function startWorker(choice, reason, onReady) {
@@ -210,13 +271,14 @@ function startWorker(choice, reason, onReady) {
 buttons.train.addEventListener('click', () => {
   let config;
   try {
-    config = controls.config();
+    config = { ...controls.config(), network: editor.network() };
   } catch (error) {
     progress.setStatus('error', `Invalid setting: ${error.message}`);
     progress.setKind('config');
     return;
   }
   progress.showNotice(null);
+  lossChart.setTitle(`loss (${(config.loss ?? 'cross_entropy').replaceAll('_', '-')})`);
   series = emptySeries();
   redraw();
   running = { config, checkpoint: null };
@@ -227,7 +289,8 @@ buttons.train.addEventListener('click', () => {
 buttons.bench.addEventListener('click', () => {
   benching = true;
   setRunning(false);
-  worker.postMessage({ type: 'bench' });
+  // The network in the editor is the one timed (Rust refuses one it cannot build).
+  worker.postMessage({ type: 'bench', config: { network: editor.network() } });
 });
 
 buttons.stop.addEventListener('click', () => {
@@ -245,13 +308,13 @@ buttons.save.addEventListener('click', () => {
 
 buttons.load.addEventListener('change', async () => {
   const file = buttons.load.files[0];
-  if (file) worker.postMessage({ type: 'load-weights', json: await file.text() });
+  if (file) worker.postMessage({ type: 'load-weights', json: await file.text(), origin: 'file' });
   buttons.load.value = '';
 });
 
 controls.onBackendChange(() => {
   startWorker(controls.backendChoice(), null, () => {
-    if (latestWeights) worker.postMessage({ type: 'load-weights', json: latestWeights });
+    if (latestWeights) worker.postMessage({ type: 'load-weights', json: latestWeights, origin: 'restore' });
   });
 });
 

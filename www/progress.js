@@ -17,6 +17,11 @@ export function createProgress({ status, backend, notice, bar, text, bench }) {
     notice.textContent = message ?? '';
   }
 
+  // A sentence after the notice shown (the link's problems are found at different times).
+  function addNotice(message) {
+    showNotice(notice.hidden ? message : `${notice.textContent} ${message}`);
+  }
+
   function setBackend(name, reason) {
     backend.textContent = `${name} — ${reason}`;
     backend.dataset.backend = name;
@@ -60,5 +65,5 @@ export function createProgress({ status, backend, notice, bar, text, bench }) {
     bench.dataset.result = JSON.stringify(result);
   }
 
-  return { setStatus, setKind, showNotice, setBackend, batch, evaluation, showBench };
+  return { setStatus, setKind, showNotice, addNotice, setBackend, batch, evaluation, showBench };
 }

@@ -1,10 +1,14 @@
 // Training runs here, off the main thread: the wasm module, the data and the model live in this
 // worker; the page only draws what it is told.
-import init, { Mnist7k, dataFiles, settingsBounds } from '../mnist7k.js';
+import init, {
+  Mnist7k, dataFiles, networkFromText, networkSummary, networkToText, presets, settingsBounds, settingsChoices,
+} from '../mnist7k.js';
 
 const CACHE = 'mnist7k-data-v1';
 
 let app = null;
+// Settles once the module is instantiated: network questions need only that, not the data.
+let initialised = null;
 let backend = 'cpu';
 let stopRequested = false;
 let training = false;
@@ -128,8 +132,9 @@ async function chooseBackend(choice) {
 
 async function start({ module, backendChoice, dataBase }) {
   try {
-    await init({ module_or_path: module });
-    post({ type: 'settings', bounds: settingsBounds() });
+    initialised = init({ module_or_path: module });
+    await initialised;
+    post({ type: 'settings', bounds: settingsBounds(), choices: settingsChoices(), presets: presets() });
     app = new Mnist7k();
     const data = await loadData(dataBase);
     post({ type: 'data', summary: data });
@@ -216,13 +221,39 @@ async function bench({ config }) {
   status(before.state, before.text);
 }
 
-function loadWeights({ json }) {
+// `origin` comes back unchanged: the page shows a file's network in the editor, but not that of
+// the weights it restores into a fresh worker.
+function loadWeights({ json, origin }) {
   try {
-    app.loadWeights(json);
-    post({ type: 'weights-loaded' });
+    const network = app.loadWeights(json);
+    post({ type: 'weights-loaded', network: network ?? null, origin: origin ?? null });
     if (!training) sendMetrics();
   } catch (error) {
     post({ type: 'notice', kind: error?.kind ?? 'weights', text: `Could not load the weights file: ${messageOf(error)}` });
+  }
+}
+
+// The designer's question: the network (or a link's text of one) checked against the budget,
+// with its summary. Answered from the moment the module is up, before the data has loaded;
+// `id` comes back so that the page can drop answers to edits it has since superseded.
+async function describeNetwork({ id, network, text, budget }) {
+  // A module that failed to start has already said so in the status line.
+  if (!(await initialised?.then(() => true, () => false))) return;
+  let parsed = network ?? null;
+  if (typeof text === 'string') {
+    try {
+      parsed = networkFromText(text);
+    } catch (error) {
+      post({ type: 'network', id, network: null, text, summary: null, error: { message: messageOf(error), layer: null } });
+      return;
+    }
+  }
+  try {
+    // No summary: the object is not a network (error says why) and has no text either.
+    const { summary, error } = networkSummary(parsed, budget);
+    post({ type: 'network', id, network: parsed, text: summary ? networkToText(parsed) : null, summary, error: error ?? null });
+  } catch (error) {
+    post({ type: 'network', id, network: parsed, text: null, summary: null, error: { message: messageOf(error), layer: null } });
   }
 }
 
@@ -234,6 +265,7 @@ self.onmessage = ({ data }) => {
     case 'predict': return predict(data);
     case 'bench': return bench(data);
     case 'load-weights': return loadWeights(data);
+    case 'network': return describeNetwork(data);
     default: return undefined;
   }
 };

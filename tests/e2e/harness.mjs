@@ -176,6 +176,38 @@ export async function typeInto(page, id, value) {
   }, value);
 }
 
+// The value of a form control (an input or a select).
+export const valueOf = (page, id) => page.$eval(selector(id), (e) => e.value);
+export const isHidden = (page, id) => page.$eval(selector(id), (e) => e.hidden);
+
+// Sets the control named `name` (filters, kernel, units…) in the designer's `index`-th layer
+// (from 0) as a person would, as typeInto does.
+export async function setLayerField(page, index, name, value) {
+  const found = await page.$$eval(selector('layer'), (layers, i, n, v) => {
+    const control = layers[i]?.querySelector(`[name="${n}"]`);
+    if (!control) return false;
+    control.value = v;
+    control.dispatchEvent(new Event('input', { bubbles: true }));
+    control.dispatchEvent(new Event('change', { bubbles: true }));
+    return true;
+  }, index, name, value);
+  if (!found) throw new Error(`layer ${index} has no ${name} field`);
+}
+
+// Waits for an element's text to be `expected` (a string, the whole text) or to match it (a
+// RegExp); the message says what it read instead.
+const escapeRegExp = (string) => string.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+export async function waitForText(page, id, expected, timeout = MINUTE) {
+  const source = expected instanceof RegExp ? expected.source : `^${escapeRegExp(expected)}$`;
+  try {
+    await page.waitForFunction((css, pattern) => new RegExp(pattern).test(document.querySelector(css)?.textContent ?? ''),
+      { timeout, polling: 200 }, selector(id), source);
+  } catch (error) {
+    const now = await text(page, id).catch(() => '(no such element)');
+    throw new Error(`${id} never read ${expected} (${error.message}): it reads "${now}"; page errors: ${JSON.stringify(pageErrors.get(page) ?? [])}`);
+  }
+}
+
 // The status line: { state, kind (of a failure), text }.
 export async function status(page) {
   return page.$eval(selector('status'), (e) => ({ state: e.dataset.state, kind: e.dataset.kind ?? null, text: e.textContent }));
