@@ -59,7 +59,10 @@ fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
 
 impl Cnn {
     /// A freshly initialised network on `device` (seed the device first for reproducibility).
+    /// It refuses a network that cannot be built or does not end in 10 values (not the budget: a
+    /// loaded file or the benchmark may exceed today's).
     pub fn new(network: &Network, device: &Device) -> Result<Self, NetworkError> {
+        network.validate(usize::MAX)?;
         let learned = network
             .walk()?
             .into_iter()

@@ -1,25 +1,51 @@
-//! Where a CPU training batch goes: each convolution of the network timed alone on burn's `flex`
-//! backend at batch 128, forward and backward (weight gradient, and input gradient where
-//! training needs one), once as burn's own `conv2d` and once as the network's direct 3x3 op
-//! (`mnist7k::conv::conv3x3`).
+//! Where a CPU training batch goes: each 3x3 convolution of a network (the report's, or one
+//! given in the text form links carry) timed alone on burn's `flex` backend at batch 128, forward
+//! and backward (weight gradient, and input gradient where training needs one), once as burn's
+//! own `conv2d` and once as the direct 3x3 op (`mnist7k::conv::conv3x3`).
 //!
-//! `cargo run --profile quick --example conv_profile` (numbers in the README's benchmark section).
+//! `cargo run --profile quick --example conv_profile [-- NETWORK]` (numbers in the README's
+//! benchmark section).
 
 use std::time::Instant;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use mnist7k::conv::conv3x3;
+use mnist7k::network::{Layer, Network, Padding, Shape};
 
 const BATCH: usize = 128;
-/// The network's convolutions: name, input channels, output channels, input side.
-const LAYERS: [(&str, usize, usize, usize); 4] = [
-    ("conv1", 1, 8, 28),
-    ("conv2", 8, 8, 26),
-    ("conv3", 8, 16, 12),
-    ("conv4", 16, 16, 10),
-];
+
+/// The network's 3x3 convolutions: name, input channels, output channels, input side, padding.
+fn conv_layers(network: &Network) -> Vec<(String, usize, usize, usize, Padding)> {
+    let names = network.names();
+    network
+        .walk()
+        .expect("a buildable network")
+        .into_iter()
+        .filter_map(|step| match (step.layer, step.input) {
+            (
+                Layer::Conv2d {
+                    filters,
+                    kernel: 3,
+                    padding,
+                    ..
+                },
+                Shape::Image {
+                    side_y, channels, ..
+                },
+            ) => Some((
+                names[step.index].clone(),
+                channels,
+                *filters,
+                side_y,
+                *padding,
+            )),
+            _ => None,
+        })
+        .collect()
+}
 
 /// Median wall time of `f` in milliseconds, after two warm-up calls.
 fn median_ms(mut f: impl FnMut()) -> f64 {
@@ -62,11 +88,20 @@ fn forward_backward(
 }
 
 fn main() {
+    let network: Network = match std::env::args().nth(1) {
+        Some(text) => text.parse().expect("a network in the text form"),
+        None => Network::report(),
+    };
     let device = Device::flex().autodiff();
     let mut totals = [0.0f64; 4];
     println!("{BATCH} images per batch, flex backend, median of 15 runs (ms)");
-    for (name, inputs, outputs, side) in LAYERS {
+    let layers = conv_layers(&network);
+    for (name, inputs, outputs, side, padding) in &layers {
+        let (inputs, outputs, side) = (*inputs, *outputs, *side);
         let conv = Conv2dConfig::new([inputs, outputs], [3, 3]).init(&device);
+        let same = *padding == Padding::Same;
+        let mut padded = conv.clone();
+        padded.padding = PaddingConfig2d::Same;
         // The images themselves need no gradient: conv1 computes only its weight gradient.
         let needs_input_grad = inputs > 1;
         let mut x =
@@ -74,9 +109,16 @@ fn main() {
         if needs_input_grad {
             x = x.require_grad();
         }
-        let macs = (BATCH * (side - 2).pow(2) * outputs * inputs * 9) as f64;
-        let (fwd, bwd) = forward_backward(&conv, &x, needs_input_grad, |x| conv.forward(x));
-        let (d_fwd, d_bwd) = forward_backward(&conv, &x, needs_input_grad, |x| conv3x3(&conv, x));
+        let out_side = if same { side } else { side - 2 };
+        let macs = (BATCH * out_side.pow(2) * outputs * inputs * 9) as f64;
+        let (fwd, bwd) = forward_backward(&conv, &x, needs_input_grad, |x| match same {
+            true => padded.forward(x),
+            false => conv.forward(x),
+        });
+        let (d_fwd, d_bwd) = forward_backward(&conv, &x, needs_input_grad, |x| match same {
+            true => conv3x3(&conv, x.pad([(1, 1), (1, 1)], 0.0)),
+            false => conv3x3(&conv, x),
+        });
         for (total, time) in totals.iter_mut().zip([fwd, bwd, d_fwd, d_bwd]) {
             *total += time;
         }
@@ -91,7 +133,11 @@ fn main() {
         );
     }
     println!(
-        "all four, per batch: burn conv2d forward {:.1} ms, backward {:.1} ms | conv3x3 forward {:.1} ms, backward {:.1} ms",
-        totals[0], totals[1], totals[2], totals[3]
+        "all {}, per batch: burn conv2d forward {:.1} ms, backward {:.1} ms | conv3x3 forward {:.1} ms, backward {:.1} ms",
+        layers.len(),
+        totals[0],
+        totals[1],
+        totals[2],
+        totals[3]
     );
 }

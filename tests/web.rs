@@ -8,7 +8,9 @@ use mnist7k::backend::ComputeDevice;
 use mnist7k::config::TrainConfig;
 use mnist7k::data::{Mnist, NamedBytes};
 use mnist7k::evaluation::evaluate;
+use mnist7k::loss::Loss;
 use mnist7k::model::{Cnn, PIXELS};
+use mnist7k::network::Network;
 use mnist7k::training::{Event, Trainer};
 use mnist7k::web::Mnist7k;
 use mnist7k::weights::ModelWeights;
@@ -128,7 +130,8 @@ async fn webgpu_adapter_trains_and_matches_the_cpu_forward_pass() {
     // The same weights on both backends give the same probabilities.
     let cpu = Device::flex();
     cpu.seed(5);
-    let weights = ModelWeights::read(&Cnn::new(&cpu)).await.unwrap();
+    let model = Cnn::new(&Network::report(), &cpu).unwrap();
+    let weights = ModelWeights::read(&model).await.unwrap();
     let images: Vec<f32> = test.batch_pixels(&(0..16).collect::<Vec<_>>());
     let forward = |device: Device| {
         let model = weights.to_model(&device).unwrap();
@@ -266,9 +269,11 @@ async fn one_cpu_epoch_on_the_full_split_reaches_96_percent() {
         }
     };
     let model = trainer.inference_model();
-    let on_test = evaluate(&model, &test, &compute.device, |_| std::future::ready(()))
-        .await
-        .unwrap();
+    let on_test = evaluate(&model, &test, &compute.device, Loss::CrossEntropy, |_| {
+        std::future::ready(())
+    })
+    .await
+    .unwrap();
     let accuracy = on_test.accuracy(test.labels());
     log(&format!(
         "one cpu epoch: {:.1} s, {:.0} samples/s, val_accuracy {:.4}, test accuracy {accuracy:.4}",
