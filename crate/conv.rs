@@ -220,38 +220,41 @@ mod kernels {
     use super::Geometry;
     use wide::f32x4;
 
-    /// Output rows are computed in blocks of `B` columns held in registers. The report's rows
-    /// (26, 24, 10, 8, and the 12 its gradient needs) are one block each; any other width runs
-    /// in blocks of 8, then 4, 2 and 1. Each output value sees the same additions in the same
-    /// order whatever the blocks, so every width gives the same bits on every machine.
+    /// Output rows are computed in blocks of `B` columns held in registers. Every width an
+    /// MNIST network produces (up to 30, the padded input of a "same" layer's input gradient) is
+    /// one block; wider rows run in blocks of 8, then 4, 2 and 1. Each output value sees the same
+    /// additions in the same order whatever the blocks, so every width gives the same bits on
+    /// every machine. `x0 => kernel(args)` names the block's first column in `args`.
     macro_rules! by_blocks {
-        ($width:expr, $kernel:ident($($arg:expr),*)) => {{
-            let width: usize = $width;
-            match width {
-                8 => $kernel::<8>(0, $($arg),*),
-                10 => $kernel::<10>(0, $($arg),*),
-                12 => $kernel::<12>(0, $($arg),*),
-                24 => $kernel::<24>(0, $($arg),*),
-                26 => $kernel::<26>(0, $($arg),*),
+        (@arms $width:ident, $x0:ident, $kernel:ident, $args:tt; $($n:literal)*) => {
+            match $width {
+                $($n => {
+                    let $x0 = 0;
+                    $kernel::<$n> $args
+                })*
                 _ => {
-                    let mut x0 = 0;
-                    while x0 + 8 <= width {
-                        $kernel::<8>(x0, $($arg),*);
-                        x0 += 8;
+                    let mut $x0 = 0;
+                    while $x0 + 8 <= $width {
+                        $kernel::<8> $args;
+                        $x0 += 8;
                     }
-                    if x0 + 4 <= width {
-                        $kernel::<4>(x0, $($arg),*);
-                        x0 += 4;
-                    }
-                    if x0 + 2 <= width {
-                        $kernel::<2>(x0, $($arg),*);
-                        x0 += 2;
-                    }
-                    if x0 < width {
-                        $kernel::<1>(x0, $($arg),*);
+                    for block in [4, 2, 1] {
+                        if $x0 + block <= $width {
+                            match block {
+                                4 => $kernel::<4> $args,
+                                2 => $kernel::<2> $args,
+                                _ => $kernel::<1> $args,
+                            }
+                            $x0 += block;
+                        }
                     }
                 }
             }
+        };
+        ($width:expr, $x0:ident => $kernel:ident $args:tt) => {{
+            let width: usize = $width;
+            by_blocks!(@arms width, $x0, $kernel, $args;
+                1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30)
         }};
     }
 
@@ -285,7 +288,7 @@ mod kernels {
             let input = &x[n * image_in..][..image_in];
             by_blocks!(
                 ow,
-                correlate(ow, g.c_in, g.height, input, weight, bias, image)
+                x0 => correlate(x0, ow, g.c_in, g.height, input, weight, bias, image)
             )
         });
         out
@@ -389,7 +392,7 @@ mod kernels {
             }
             by_blocks!(
                 g.width,
-                correlate(g.width, g.c_out, ph, &padded, &flipped, &zero_bias, image)
+                x0 => correlate(x0, g.width, g.c_out, ph, &padded, &flipped, &zero_bias, image)
             )
         });
         out
@@ -420,12 +423,16 @@ mod kernels {
             for n in group * IMAGES_PER_SUM..end {
                 let input = &x[n * image_in..][..image_in];
                 let grad = &grad[n * image_grad..][..image_grad];
-                // Literal widths let the compiler specialise the report's rows.
+                // Literal widths let the compiler specialise the common rows: the report's
+                // (26, 24, 10, 8) and "same" layers' at 28, 14 and 7.
                 match g.width - 2 {
+                    7 => weight_grad_image(7, g, input, grad, acc),
                     8 => weight_grad_image(8, g, input, grad, acc),
                     10 => weight_grad_image(10, g, input, grad, acc),
+                    14 => weight_grad_image(14, g, input, grad, acc),
                     24 => weight_grad_image(24, g, input, grad, acc),
                     26 => weight_grad_image(26, g, input, grad, acc),
+                    28 => weight_grad_image(28, g, input, grad, acc),
                     ow => weight_grad_image(ow, g, input, grad, acc),
                 }
             }
@@ -592,6 +599,9 @@ mod tests {
             [4, 6, 11, 2, 0],
             [3, 5, 13, 20, 1],
             [1, 4, 28, 17, 1],
+            // Rows wider than the specialised ones: blocks of 8, 4, 2 and 1.
+            [2, 3, 40, 2, 0],
+            [1, 2, 35, 2, 1],
         ] {
             let same = same == 1;
             let layer = Conv2dConfig::new([c_in, c_out], [3, 3]).init(&device);
