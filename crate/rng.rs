@@ -5,7 +5,7 @@
 pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -15,12 +15,12 @@ impl SplitMix64 {
 
     /// Uniform in [-1, 1), from the top 53 bits.
     pub fn signed_unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
     }
 
     pub fn shuffle(&mut self, items: &mut [usize]) {
         for i in (1..items.len()).rev() {
-            items.swap(i, (self.next() % (i as u64 + 1)) as usize);
+            items.swap(i, (self.next_u64() % (i as u64 + 1)) as usize);
         }
     }
 }

@@ -239,7 +239,7 @@ impl ModelWeights {
         let mut weights: Self =
             serde_json::from_str(text).map_err(|e| WeightsError::Unreadable(e.to_string()))?;
         if weights.format == FORMAT_V1 {
-            weights = weights.from_v1()?;
+            weights = weights.upgrade_v1()?;
         }
         weights.validate()?;
         Ok(weights)
@@ -247,7 +247,7 @@ impl ModelWeights {
 
     /// A v1 file held the report's network under other names (`conv1` .. `conv4`, `dense`):
     /// same tensors, same order.
-    fn from_v1(mut self) -> Result<Self, WeightsError> {
+    fn upgrade_v1(mut self) -> Result<Self, WeightsError> {
         let network = Network::report();
         let layout = layout(&network)?;
         if self.tensors.len() != layout.len() {
