@@ -1,6 +1,8 @@
 //! The one place that names backends and creates compute devices; everything else takes a
 //! `Device`.
 
+use std::sync::Mutex;
+
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,10 @@ impl Backend {
     }
 }
 
+/// burn starts a wgpu runtime once per process and refuses a second start, so the first device is
+/// kept: switching back to the GPU (after "auto" measured both backends, say) reuses it.
+static GPU: Mutex<Option<Device>> = Mutex::new(None);
+
 #[derive(Debug, Clone)]
 pub struct ComputeDevice {
     pub backend: Backend,
@@ -61,17 +67,25 @@ impl ComputeDevice {
         self.backend.label().into()
     }
 
-    /// Initialises burn-wgpu on the default adapter. In a browser, call this only after
-    /// `navigator.gpu.requestAdapter()` succeeded in JS: wgpu panics where WebGPU is absent.
+    /// burn-wgpu on the default adapter, initialised on the first call. In a browser, call this
+    /// only after `navigator.gpu.requestAdapter()` succeeded in JS: wgpu panics where WebGPU is
+    /// absent.
     pub async fn gpu() -> Result<Self, Error> {
+        let gpu = |device| Self {
+            backend: Backend::Gpu,
+            device,
+        };
+        if let Some(device) = GPU.lock().ok().and_then(|kept| kept.clone()) {
+            return Ok(gpu(device));
+        }
         let device = Device::wgpu_options()
             .init_async()
             .await
             .map_err(|e| Error::Device(format!("{GPU_NAME} could not start: {e}")))?;
-        Ok(Self {
-            backend: Backend::Gpu,
-            device,
-        })
+        if let Ok(mut kept) = GPU.lock() {
+            *kept = Some(device.clone());
+        }
+        Ok(gpu(device))
     }
 
     /// The device for a backend name (see [`Backend::parse`]).

@@ -3,8 +3,8 @@
 //! and backward (weight gradient, and input gradient where training needs one), once as burn's
 //! own `conv2d` and once as the direct 3x3 op (`mnist7k::conv::conv3x3`).
 //!
-//! `cargo run --profile quick --example conv_profile [-- NETWORK]` (numbers in the README's
-//! benchmark section).
+//! `cargo run --profile quick --example conv_profile [-- PRESET | NETWORK]` (numbers in the
+//! README's benchmark section).
 
 use std::time::Instant;
 
@@ -13,7 +13,7 @@ use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use mnist7k::conv::conv3x3;
-use mnist7k::network::{Layer, Network, Padding, Shape};
+use mnist7k::network::{preset, Layer, Network, Padding, Shape};
 
 const BATCH: usize = 128;
 
@@ -88,8 +88,11 @@ fn forward_backward(
 }
 
 fn main() {
+    // A preset's name or a network's text form.
     let network: Network = match std::env::args().nth(1) {
-        Some(text) => text.parse().expect("a network in the text form"),
+        Some(arg) => preset(&arg)
+            .or_else(|_| arg.parse())
+            .unwrap_or_else(|e| panic!("{arg:?} is neither a preset nor a network: {e}")),
         None => Network::report(),
     };
     let device = Device::flex().autodiff();

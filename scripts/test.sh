@@ -34,6 +34,7 @@ run "native tests" env CARGO_TARGET_DIR="${NATIVE_TARGET_DIR:-${CARGO_TARGET_DIR
 run "browser tests, Firefox" wasm-pack test --headless --firefox
 run "browser tests, Chromium" wasm-pack test --headless --chrome
 # One file at a time: each starts its own `trunk serve` on the same port.
+run "build tools" node --test --test-reporter=spec tests/tools/
 run "end-to-end, Chromium and Firefox" node --test --test-reporter=spec --test-concurrency=1 tests/e2e/
 
 if [ ${#failed[@]} -gt 0 ]; then

@@ -10,7 +10,7 @@ use mnist7k::data::{Mnist, NamedBytes};
 use mnist7k::evaluation::evaluate;
 use mnist7k::loss::Loss;
 use mnist7k::model::{Cnn, PIXELS};
-use mnist7k::network::Network;
+use mnist7k::network::{preset, Network};
 use mnist7k::training::{Event, Trainer};
 use mnist7k::web::Mnist7k;
 use mnist7k::weights::ModelWeights;
@@ -127,38 +127,44 @@ async fn webgpu_adapter_trains_and_matches_the_cpu_forward_pass() {
     let data = set(TRAIN_IMAGES, TRAIN_LABELS);
     let test = set(TEST_IMAGES, TEST_LABELS).slice(0, 16);
 
-    // The same weights on both backends give the same probabilities.
-    let cpu = Device::flex();
-    cpu.seed(5);
-    let model = Cnn::new(&Network::report(), &cpu).unwrap();
-    let weights = ModelWeights::read(&model).await.unwrap();
+    // The same weights on both backends give the same probabilities: the report's network and
+    // a designed one (batch norm, "same" padding, global average pooling).
     let images: Vec<f32> = test.batch_pixels(&(0..16).collect::<Vec<_>>());
-    let forward = |device: Device| {
-        let model = weights.to_model(&device).unwrap();
-        let input = Tensor::<2>::from_data(TensorData::new(images.clone(), [16, PIXELS]), &device);
-        model.probabilities(input)
-    };
-    let on_cpu: Vec<f32> = forward(cpu)
-        .into_data_async()
-        .await
-        .unwrap()
-        .try_to_vec_as()
-        .unwrap();
-    let on_gpu: Vec<f32> = forward(compute.device.clone())
-        .into_data_async()
-        .await
-        .unwrap()
-        .try_to_vec_as()
-        .unwrap();
-    let worst = on_cpu
-        .iter()
-        .zip(&on_gpu)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    log(&format!(
-        "webgpu vs cpu: largest probability difference {worst:e}"
-    ));
-    assert!(worst < 1e-4, "backends disagree by {worst}");
+    for network in [Network::report(), preset("best7k").unwrap()] {
+        let cpu = Device::flex();
+        cpu.seed(5);
+        let model = Cnn::new(&network, &cpu).unwrap();
+        let weights = ModelWeights::read(&model).await.unwrap();
+        let forward = |device: Device| {
+            let model = weights.to_model(&device).unwrap();
+            let input =
+                Tensor::<2>::from_data(TensorData::new(images.clone(), [16, PIXELS]), &device);
+            model.probabilities(input)
+        };
+        let on_cpu: Vec<f32> = forward(cpu)
+            .into_data_async()
+            .await
+            .unwrap()
+            .try_to_vec_as()
+            .unwrap();
+        // A second start hands out the same device (burn refuses to start wgpu twice).
+        let again = gpu().await;
+        let on_gpu: Vec<f32> = forward(again.device)
+            .into_data_async()
+            .await
+            .unwrap()
+            .try_to_vec_as()
+            .unwrap();
+        let worst = on_cpu
+            .iter()
+            .zip(&on_gpu)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        log(&format!(
+            "webgpu vs cpu, {network}: largest probability difference {worst:e}"
+        ));
+        assert!(worst < 1e-4, "backends disagree by {worst}");
+    }
 
     // A few small training steps run on the adapter and learn.
     let config = TrainConfig {

@@ -126,8 +126,33 @@ async function chooseBackend(choice) {
     return { name: 'cpu', reason: `WebGPU failed to start: ${messageOf(error)}` };
   }
   const info = adapter.info || {};
-  const what = [info.vendor, info.architecture, info.device].filter(Boolean).join(' ');
-  return { name: 'webgpu', reason: what ? `adapter: ${what}` : 'adapter found', gpu: true };
+  const what = [info.vendor, info.architecture, info.device].filter(Boolean).join(' ') || 'adapter found';
+  if (choice === 'webgpu') return { name: 'webgpu', reason: `chosen in the settings (${what})`, gpu: true };
+  return fasterOfBoth(what);
+}
+
+// What "auto" times on each backend: ten batches of 64 of the report's network, the first two
+// (shader compilation on WebGPU) not counted. For networks this small, dispatch overhead can make
+// a GPU slower than the CPU (software adapters are 15-30x slower): only a measurement tells.
+const PROBE = { batch_size: 64, warmup_batches: 2, windows: 1, batches_per_window: 8 };
+const perSecond = (value) => Math.round(value).toLocaleString('en');
+
+// WebGPU is the selected backend when this starts.
+async function fasterOfBoth(adapter) {
+  status('loading', 'Timing a few training batches on WebGPU and on the CPU to pick the faster…');
+  let gpu;
+  try {
+    gpu = (await app.bench(PROBE)).samples_per_second;
+  } catch (error) {
+    await app.useBackend('cpu');
+    return { name: 'cpu', reason: `WebGPU failed while being timed: ${messageOf(error)}` };
+  }
+  await app.useBackend('cpu');
+  const cpu = (await app.bench(PROBE)).samples_per_second;
+  const figures = `webgpu ${perSecond(gpu)} samples/s, cpu ${perSecond(cpu)} samples/s`;
+  if (cpu >= gpu) return { name: 'cpu', reason: `${figures}: using cpu (${adapter})`, figures: { gpu, cpu } };
+  await app.useBackend('webgpu');
+  return { name: 'webgpu', reason: `${figures}: using webgpu (${adapter})`, gpu: true, figures: { gpu, cpu } };
 }
 
 async function start({ module, backendChoice, dataBase }) {
@@ -141,7 +166,7 @@ async function start({ module, backendChoice, dataBase }) {
     const chosen = await chooseBackend(backendChoice);
     if (chosen.name === 'cpu') await app.useBackend('cpu');
     backend = chosen.name;
-    post({ type: 'backend', name: chosen.name, reason: chosen.reason });
+    post({ type: 'backend', name: chosen.name, reason: chosen.reason, figures: chosen.figures ?? null });
     status('idle', 'Ready to train');
   } catch (error) {
     status('error', messageOf(error), error?.kind ?? 'data');

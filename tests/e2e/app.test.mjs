@@ -39,7 +39,7 @@ async function trainShortRun(page) {
 
 for (const engine of BROWSERS) {
   test(`${engine}: trains on WebGPU, shows metrics and predicts a drawing`, { timeout: 40 * MINUTE }, async () => {
-    const { browser, page, errors, open } = await openPage({ engine, webgpu: true, query: '?epochs=1&limit=1024&batch=64&lr=0.003' });
+    const { browser, page, errors, open } = await openPage({ engine, webgpu: true, query: '?backend=webgpu&epochs=1&limit=1024&batch=64&lr=0.003' });
     try {
       await open();
       await waitForState(page, 'idle', 5 * MINUTE);
@@ -49,6 +49,24 @@ for (const engine of BROWSERS) {
       console.log(`${engine} webgpu e2e: test accuracy ${accuracy}%`);
       assert.ok(accuracy > 30, `a short run learns: ${accuracy}%`);
       assert.match(await drawSeven(page), /^[0-9]$/);
+      assert.deepEqual(unexpected(errors), []);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  test(`${engine}: auto times WebGPU and the CPU, shows both figures and uses the faster`, { timeout: 15 * MINUTE }, async () => {
+    const { browser, page, errors, open } = await openPage({ engine, webgpu: true });
+    try {
+      await open();
+      await waitForState(page, 'idle', 10 * MINUTE);
+      const shown = await text(page, 'backend-active');
+      console.log(`${engine} auto: ${shown}`);
+      const [, gpu, cpu, used] = shown.match(/webgpu ([\d,]+) samples\/s, cpu ([\d,]+) samples\/s: using (cpu|webgpu)/);
+      const number = (figure) => Number(figure.replaceAll(',', ''));
+      assert.ok(number(gpu) > 0 && number(cpu) > 0, shown);
+      assert.equal(used, number(cpu) >= number(gpu) ? 'cpu' : 'webgpu', shown);
+      assert.equal(await attr(page, 'backend-active', 'data-backend'), used);
       assert.deepEqual(unexpected(errors), []);
     } finally {
       await browser.close();

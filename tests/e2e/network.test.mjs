@@ -203,7 +203,7 @@ for (const engine of BROWSERS) {
   });
 
   test(`${engine}: an edited network trains on WebGPU`, { timeout: 30 * MINUTE }, async () => {
-    const { browser, page, errors, open } = await openPage({ engine, webgpu: true, query: '?epochs=1&limit=256&batch=64' });
+    const { browser, page, errors, open } = await openPage({ engine, webgpu: true, query: '?backend=webgpu&epochs=1&limit=256&batch=64' });
     try {
       await open();
       await waitForState(page, 'idle', 5 * MINUTE);
