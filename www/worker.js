@@ -31,10 +31,10 @@ function nextTask() {
 }
 
 // The Cache API, or null where the browser refuses it (private windows, some policies).
-async function openCache() {
+async function openCache(name = CACHE) {
   if (!('caches' in self)) return null;
   try {
-    return await caches.open(CACHE);
+    return await caches.open(name);
   } catch (error) {
     storageNotice(error);
     return null;
@@ -137,8 +137,40 @@ async function chooseBackend(choice) {
 const PROBE = { batch_size: 64, warmup_batches: 2, windows: 1, batches_per_window: 8 };
 const perSecond = (value) => Math.round(value).toLocaleString('en');
 
+// auto's verdict per adapter, kept a week: on a slow adapter the timing takes ~20 s, too long
+// to repeat on every visit. Choosing webgpu or cpu in the settings overrides it.
+const AUTO_CACHE = 'mnist7k-auto-v1';
+const REMEMBERED_MS = 7 * 24 * 3600 * 1000;
+const autoKey = (adapter) => new URL(`auto-backend/${encodeURIComponent(adapter)}`, self.location.href).href;
+
+async function rememberedVerdict(adapter) {
+  const cache = await openCache(AUTO_CACHE);
+  const response = await cache?.match(autoKey(adapter)).catch(() => undefined);
+  const verdict = await response?.json().catch(() => null);
+  const fresh = verdict && Date.now() - verdict.at < REMEMBERED_MS && Number.isFinite(verdict.gpu + verdict.cpu);
+  return fresh ? verdict : null;
+}
+
+async function rememberVerdict(adapter, figures) {
+  const cache = await openCache(AUTO_CACHE);
+  await cache?.put(autoKey(adapter), new Response(JSON.stringify({ ...figures, at: Date.now() }))).catch(() => {});
+}
+
+function verdictOf({ gpu, cpu }, adapter, remembered) {
+  const figures = `webgpu ${perSecond(gpu)} samples/s, cpu ${perSecond(cpu)} samples/s`;
+  const name = cpu >= gpu ? 'cpu' : 'webgpu';
+  const how = remembered ? 'timed on an earlier visit' : 'just timed';
+  return { name, reason: `${figures} (${how}): using ${name} (${adapter})`, gpu: name === 'webgpu', figures: { gpu, cpu } };
+}
+
 // WebGPU is the selected backend when this starts.
 async function fasterOfBoth(adapter) {
+  const known = await rememberedVerdict(adapter);
+  if (known) {
+    const verdict = verdictOf(known, adapter, true);
+    if (verdict.name === 'cpu') await app.useBackend('cpu');
+    return verdict;
+  }
   status('loading', 'Timing a few training batches on WebGPU and on the CPU to pick the faster…');
   let gpu;
   try {
@@ -149,10 +181,10 @@ async function fasterOfBoth(adapter) {
   }
   await app.useBackend('cpu');
   const cpu = (await app.bench(PROBE)).samples_per_second;
-  const figures = `webgpu ${perSecond(gpu)} samples/s, cpu ${perSecond(cpu)} samples/s`;
-  if (cpu >= gpu) return { name: 'cpu', reason: `${figures}: using cpu (${adapter})`, figures: { gpu, cpu } };
-  await app.useBackend('webgpu');
-  return { name: 'webgpu', reason: `${figures}: using webgpu (${adapter})`, gpu: true, figures: { gpu, cpu } };
+  await rememberVerdict(adapter, { gpu, cpu });
+  const verdict = verdictOf({ gpu, cpu }, adapter, false);
+  if (verdict.name === 'webgpu') await app.useBackend('webgpu');
+  return verdict;
 }
 
 async function start({ module, backendChoice, dataBase }) {

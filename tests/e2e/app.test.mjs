@@ -55,17 +55,23 @@ for (const engine of BROWSERS) {
     }
   });
 
-  test(`${engine}: auto times WebGPU and the CPU, shows both figures and uses the faster`, { timeout: 15 * MINUTE }, async () => {
+  test(`${engine}: auto times WebGPU and the CPU, shows both figures, uses the faster and remembers`, { timeout: 15 * MINUTE }, async () => {
     const { browser, page, errors, open } = await openPage({ engine, webgpu: true });
     try {
       await open();
       await waitForState(page, 'idle', 10 * MINUTE);
       const shown = await text(page, 'backend-active');
       console.log(`${engine} auto: ${shown}`);
-      const [, gpu, cpu, used] = shown.match(/webgpu ([\d,]+) samples\/s, cpu ([\d,]+) samples\/s: using (cpu|webgpu)/);
+      const [, gpu, cpu, used] = shown.match(/webgpu ([\d,]+) samples\/s, cpu ([\d,]+) samples\/s \(just timed\): using (cpu|webgpu)/);
       const number = (figure) => Number(figure.replaceAll(',', ''));
       assert.ok(number(gpu) > 0 && number(cpu) > 0, shown);
       assert.equal(used, number(cpu) >= number(gpu) ? 'cpu' : 'webgpu', shown);
+      assert.equal(await attr(page, 'backend-active', 'data-backend'), used);
+      // The next visit takes the verdict without timing again.
+      await page.reload();
+      await waitForState(page, 'idle', 5 * MINUTE);
+      const again = await text(page, 'backend-active');
+      assert.equal(again, shown.replace('just timed', 'timed on an earlier visit'));
       assert.equal(await attr(page, 'backend-active', 'data-backend'), used);
       assert.deepEqual(unexpected(errors), []);
     } finally {
