@@ -73,6 +73,45 @@ pub struct Network {
     pub output: Output,
 }
 
+/// Each choice's name, as links, the summary and serde (a test checks) spell it.
+impl Padding {
+    const ALL: [Self; 2] = [Self::Valid, Self::Same];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Same => "same",
+        }
+    }
+}
+
+impl Activation {
+    const ALL: [Self; 2] = [Self::Relu, Self::None];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Relu => "relu",
+            Self::None => "none",
+        }
+    }
+}
+
+impl Output {
+    const ALL: [Self; 2] = [Self::Softmax, Self::Sigmoid];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Softmax => "softmax",
+            Self::Sigmoid => "sigmoid",
+        }
+    }
+}
+
+/// The choice among `all` whose name is `text`.
+fn named<T: Copy>(all: [T; 2], name: fn(T) -> &'static str, text: &str) -> Option<T> {
+    all.into_iter().find(|&choice| name(choice) == text)
+}
+
 /// What flows between layers (one sample).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -269,6 +308,7 @@ impl Layer {
     }
 
     fn describe(&self, input: Shape) -> String {
+        // The summary names ReLU and leaves "no activation" unsaid, as Keras' table does.
         let act = |a: &Activation| match a {
             Activation::Relu => " relu",
             Activation::None => "",
@@ -279,16 +319,11 @@ impl Layer {
                 kernel,
                 padding,
                 activation,
-            } => {
-                let pad = match padding {
-                    Padding::Valid => "valid",
-                    Padding::Same => "same",
-                };
-                format!(
-                    "Conv2D {kernel}x{kernel}x{filters} {pad}{}",
-                    act(activation)
-                )
-            }
+            } => format!(
+                "Conv2D {kernel}x{kernel}x{filters} {}{}",
+                padding.name(),
+                act(activation)
+            ),
             Layer::MaxPool2d { size } => format!("MaxPool2D {size}x{size}"),
             Layer::AvgPool2d { size } => format!("AvgPool2D {size}x{size}"),
             Layer::GlobalAvgPool => "GlobalAvgPool".into(),
@@ -458,32 +493,42 @@ impl Network {
             .collect()
     }
 
-    /// Every layer with its input and output shapes; stops at the first impossible one.
-    pub fn walk(&self) -> Result<Vec<Step<'_>>, NetworkError> {
-        let names = self.names();
+    /// Every layer with its input and output shapes up to the first impossible one, and why
+    /// that one is.
+    fn steps(&self) -> (Vec<Step<'_>>, Option<NetworkError>) {
         let mut steps = Vec::with_capacity(self.layers.len());
         let mut shape = Shape::INPUT;
         for (index, layer) in self.layers.iter().enumerate() {
-            let output = layer.output(shape).map_err(|reason| NetworkError::Layer {
-                index,
-                layer: index + 1,
-                name: names[index].clone(),
-                reason,
-            })?;
-            steps.push(Step {
-                index,
-                layer,
-                input: shape,
-                output,
-            });
-            shape = output;
+            match layer.output(shape) {
+                Ok(output) => {
+                    steps.push(Step {
+                        index,
+                        layer,
+                        input: shape,
+                        output,
+                    });
+                    shape = output;
+                }
+                Err(reason) => {
+                    let error = NetworkError::Layer {
+                        index,
+                        layer: index + 1,
+                        name: self.names().swap_remove(index),
+                        reason,
+                    };
+                    return (steps, Some(error));
+                }
+            }
         }
-        Ok(steps)
+        (steps, None)
     }
 
-    /// The shape the network produces.
-    pub fn output_shape(&self) -> Result<Shape, NetworkError> {
-        Ok(self.walk()?.last().map_or(Shape::INPUT, |s| s.output))
+    /// Every layer with its input and output shapes; refuses the first impossible one.
+    pub fn walk(&self) -> Result<Vec<Step<'_>>, NetworkError> {
+        match self.steps() {
+            (steps, None) => Ok(steps),
+            (_, Some(error)) => Err(error),
+        }
     }
 
     /// Learnable parameters.
@@ -504,6 +549,7 @@ impl Network {
     /// (a shape, the ending, then the budget).
     pub fn summary(&self, budget: usize) -> (Summary, Option<NetworkError>) {
         let names = self.names();
+        let (steps, impossible) = self.steps();
         let mut summary = Summary {
             input: Shape::INPUT.to_string(),
             rows: Vec::new(),
@@ -512,23 +558,11 @@ impl Network {
             macs: 0,
             budget,
         };
-        let mut shape = Shape::INPUT;
-        for (index, layer) in self.layers.iter().enumerate() {
-            let output = match layer.output(shape) {
-                Ok(output) => output,
-                Err(reason) => {
-                    let error = NetworkError::Layer {
-                        index,
-                        layer: index + 1,
-                        name: names[index].clone(),
-                        reason,
-                    };
-                    return (summary, Some(error));
-                }
-            };
+        for step in &steps {
+            let (layer, shape, output) = (step.layer, step.input, step.output);
             let params = layer.params(shape);
             summary.rows.push(SummaryRow {
-                name: names[index].clone(),
+                name: names[step.index].clone(),
                 layer: layer.describe(shape),
                 output: output.to_string(),
                 params,
@@ -536,8 +570,11 @@ impl Network {
             summary.total += params;
             summary.non_trainable += layer.non_trainable(shape);
             summary.macs += layer.macs(shape, output);
-            shape = output;
         }
+        if impossible.is_some() {
+            return (summary, impossible);
+        }
+        let shape = steps.last().map_or(Shape::INPUT, |s| s.output);
         if shape != Shape::Vector(CLASSES) {
             return (summary, Some(NetworkError::Ending(shape)));
         }
@@ -609,10 +646,6 @@ impl Default for Network {
 /// fields separated by dashes, then the output (`conv-8-3-valid-relu,maxpool-2,...,softmax`).
 impl fmt::Display for Network {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let act = |a: Activation| match a {
-            Activation::Relu => "relu",
-            Activation::None => "none",
-        };
         for layer in &self.layers {
             match *layer {
                 Layer::Conv2d {
@@ -620,13 +653,12 @@ impl fmt::Display for Network {
                     kernel,
                     padding,
                     activation,
-                } => {
-                    let pad = match padding {
-                        Padding::Valid => "valid",
-                        Padding::Same => "same",
-                    };
-                    write!(f, "conv-{filters}-{kernel}-{pad}-{}", act(activation))?
-                }
+                } => write!(
+                    f,
+                    "conv-{filters}-{kernel}-{}-{}",
+                    padding.name(),
+                    activation.name()
+                )?,
                 Layer::MaxPool2d { size } => write!(f, "maxpool-{size}")?,
                 Layer::AvgPool2d { size } => write!(f, "avgpool-{size}")?,
                 Layer::GlobalAvgPool => write!(f, "gap")?,
@@ -634,15 +666,12 @@ impl fmt::Display for Network {
                 Layer::Dropout { rate } => write!(f, "dropout-{rate}")?,
                 Layer::Flatten => write!(f, "flatten")?,
                 Layer::Dense { units, activation } => {
-                    write!(f, "dense-{units}-{}", act(activation))?
+                    write!(f, "dense-{units}-{}", activation.name())?
                 }
             }
             f.write_str(",")?;
         }
-        f.write_str(match self.output {
-            Output::Softmax => "softmax",
-            Output::Sigmoid => "sigmoid",
-        })
+        f.write_str(self.output.name())
     }
 }
 
@@ -651,16 +680,12 @@ impl std::str::FromStr for Network {
 
     fn from_str(text: &str) -> Result<Self, NetworkError> {
         let mut tokens: Vec<&str> = text.trim().split(',').map(str::trim).collect();
-        let output = match tokens.pop() {
-            Some("softmax") => Output::Softmax,
-            Some("sigmoid") => Output::Sigmoid,
-            other => {
-                return Err(NetworkError::Text(format!(
-                    "a network ends with its output, softmax or sigmoid; found {:?}",
-                    other.unwrap_or("")
-                )))
-            }
-        };
+        let last = tokens.pop().unwrap_or("");
+        let output = named(Output::ALL, Output::name, last).ok_or_else(|| {
+            NetworkError::Text(format!(
+                "a network ends with its output, softmax or sigmoid; found {last:?}"
+            ))
+        })?;
         let layers = tokens
             .iter()
             .enumerate()
@@ -683,10 +708,11 @@ fn parse_layer(token: &str) -> Result<Layer, String> {
             .parse()
             .map_err(|_| format!("{:?} is not a whole number", parts[i]))
     };
-    let activation = |i: usize| match parts.get(i) {
-        Some(&"relu") => Ok(Activation::Relu),
-        Some(&"none") => Ok(Activation::None),
-        other => Err(format!("activation must be relu or none, got {other:?}")),
+    let activation = |i: usize| {
+        parts
+            .get(i)
+            .and_then(|text| named(Activation::ALL, Activation::name, text))
+            .ok_or_else(|| format!("activation must be relu or none, got {:?}", parts.get(i)))
     };
     let arity = |n: usize| {
         if parts.len() == n {
@@ -698,11 +724,8 @@ fn parse_layer(token: &str) -> Result<Layer, String> {
     let layer = match parts[0] {
         "conv" => {
             arity(5)?;
-            let padding = match parts[3] {
-                "valid" => Padding::Valid,
-                "same" => Padding::Same,
-                other => return Err(format!("padding must be valid or same, got {other:?}")),
-            };
+            let padding = named(Padding::ALL, Padding::name, parts[3])
+                .ok_or_else(|| format!("padding must be valid or same, got {:?}", parts[3]))?;
             Layer::Conv2d {
                 filters: number(1)?,
                 kernel: number(2)?,
@@ -1068,5 +1091,15 @@ mod tests {
         assert_eq!(json["output"], "softmax");
         let back: Network = serde_json::from_value(json).unwrap();
         assert_eq!(back, Network::report());
+        let serde_name = |value: serde_json::Value| value.as_str().unwrap().to_string();
+        for p in Padding::ALL {
+            assert_eq!(serde_name(serde_json::to_value(p).unwrap()), p.name());
+        }
+        for a in Activation::ALL {
+            assert_eq!(serde_name(serde_json::to_value(a).unwrap()), a.name());
+        }
+        for o in Output::ALL {
+            assert_eq!(serde_name(serde_json::to_value(o).unwrap()), o.name());
+        }
     }
 }
