@@ -11,6 +11,7 @@ use mnist7k::config::TrainConfig;
 use mnist7k::data::load_dir;
 use mnist7k::error::Error;
 use mnist7k::network::{preset, presets, thousands, Network, BUDGET};
+use mnist7k::search::{self, SearchReport};
 use mnist7k::session::Session;
 use mnist7k::training::Event;
 
@@ -25,6 +26,12 @@ const USAGE: &str = "usage:
                 [--json FILE] [--weights FILE]
   mnist7k bench --data DIR [--preset NAME | --model FILE.json | --net TEXT]
                 [--backend cpu,wgpu] [--windows N] [--json FILE]
+  mnist7k search --data DIR [--out reports/best-under-7k]
+
+`train --preset NAME` trains with the preset's recipe too (best7k: the search's); flags after
+it change single settings. `search` tries the candidates of crate/search.rs on the validation
+split, trains the winner with five seeds and writes OUT.json and OUT.md; runs already in OUT.json
+are reused.
 
 A network is a preset (see `mnist7k presets`), a JSON file ({\"layers\": [...], \"output\":
 \"softmax\"}, as the page saves it in a weights file's \"network\") or its text form
@@ -89,6 +96,16 @@ fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
         json: None,
         weights: None,
     };
+    for_each_flag(args, |flag, value| {
+        if flag == "--preset" {
+            // The preset's recipe first; the settings flags, wherever they stand, come after.
+            parsed.config = TrainConfig {
+                network: parsed.config.network.clone(),
+                ..TrainConfig::for_preset(value).map_err(|e| e.to_string())?
+            };
+        }
+        Ok(())
+    })?;
     for_each_flag(args, |flag, value| {
         if let Some(network) = network_flag(flag, value) {
             parsed.config.network = network?;
@@ -192,10 +209,7 @@ fn train(args: TrainArgs) -> Result<(), Error> {
     let backend = pollster::block_on(session.use_backend(&args.backend))?;
     let epochs = args.config.epochs;
     let patience = args.config.patience;
-    println!(
-        "backend {backend}: batches of {}, at most {epochs} epochs",
-        args.config.batch_size
-    );
+    println!("backend {backend}: {}", args.config.recipe());
     let summary = pollster::block_on(session.train(args.config, None, |event| {
         match event {
             Event::Batch(_) => {}
@@ -299,6 +313,75 @@ fn run_bench(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// `mnist7k search`: the candidates on the validation split, then the winner's final runs.
+fn run_search(args: &[String]) -> Result<(), Error> {
+    let mut data = PathBuf::from("data");
+    let mut out = PathBuf::from("reports/best-under-7k");
+    for_each_flag(args, |flag, value| {
+        match flag {
+            "--data" => data = value.into(),
+            "--out" => out = value.into(),
+            _ => return unknown_option(flag),
+        }
+        Ok(())
+    })
+    .map_err(Error::Config)?;
+    let json = out.with_extension("json");
+    let markdown = out.with_extension("md");
+    let previous: Option<SearchReport> = match std::fs::read_to_string(&json) {
+        Ok(text) => Some(serde_json::from_str(&text).map_err(|e| {
+            Error::Config(format!(
+                "{} is not a search report ({e}); move it away to start afresh",
+                json.display()
+            ))
+        })?),
+        Err(_) => None,
+    };
+    let (train_file, test) = load_dir(&data)?;
+    let session = Session::new();
+    session.set_data(train_file, test);
+    pollster::block_on(session.use_backend("cpu"))?;
+    let preset = TrainConfig::for_preset(search::PRESET)?;
+    let command = format!("mnist7k search --data DIR --out {}", out.display());
+    let save = |report: &SearchReport| {
+        let written = (|| {
+            write(
+                &json,
+                serde_json::to_string_pretty(report).expect("a report serialises"),
+            )?;
+            let winner = report.network.parse::<Network>().ok();
+            let table = winner.map_or(String::new(), |n| n.summary(BUDGET).0.to_table());
+            write(&markdown, report.to_markdown(&table, &command))
+        })();
+        ready(written)
+    };
+    let report = pollster::block_on(search::run(
+        &session,
+        search::candidates(),
+        &search::FINAL_SEEDS,
+        previous,
+        preset,
+        |line| println!("{line}"),
+        save,
+    ))?;
+    println!(
+        "mean test accuracy over {} seeds: {:.4} (standard deviation {:.4}); written to {} and {}",
+        report.runs.len(),
+        report.mean_test_accuracy,
+        report.std_test_accuracy,
+        json.display(),
+        markdown.display()
+    );
+    if !report.preset_is_winner {
+        return Err(Error::Config(format!(
+            "the winner ({}) is not what `--preset {}` trains: make it the preset (crate/network.rs              and TrainConfig::for_preset), then run the search again (its runs are reused)",
+            report.chosen,
+            search::PRESET
+        )));
+    }
+    Ok(())
+}
+
 pub fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -309,6 +392,7 @@ pub fn main() {
         Some("summary") => summary(&args[1..]),
         Some("train") => parse_train(&args[1..]).and_then(|a| train(a).map_err(|e| e.to_string())),
         Some("bench") => run_bench(&args[1..]),
+        Some("search") => run_search(&args[1..]).map_err(|e| e.to_string()),
         _ => Err(USAGE.to_string()),
     };
     if let Err(message) = result {

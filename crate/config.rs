@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::augment::Augmentation;
 use crate::error::Error;
 use crate::loss::Loss;
-use crate::network::{Network, BUDGET};
+use crate::network::{preset, presets, Network, BUDGET};
 use crate::schedule::{Optimizer, Schedule};
 
 /// The recipe, with the report's values as defaults. Every field is editable in the page.
@@ -70,12 +70,114 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// What preset `id` trains with: its network and the report's recipe, except for `best7k`,
+    /// whose recipe the search (`mnist7k search`, `crate::search`) chose with it on the
+    /// validation split.
+    pub fn for_preset(id: &str) -> Result<Self, Error> {
+        let network = preset(id)?;
+        Ok(match id {
+            "best7k" => Self {
+                network,
+                ..Self::short_schedule()
+            },
+            _ => Self {
+                network,
+                ..Self::default()
+            },
+        })
+    }
+
+    /// The report's recipe made short for batch-normalised networks: 15 epochs of one-cycle
+    /// Adam peaking at 0.01, every epoch kept in the running (patience 15: the kept epoch is
+    /// still the one of lowest validation loss), light augmentation.
+    pub fn short_schedule() -> Self {
+        Self {
+            epochs: 15,
+            patience: 15,
+            learning_rate: 0.01,
+            schedule: Schedule::OneCycle,
+            shift: 1.0,
+            rotation: 8.0,
+            ..Self::default()
+        }
+    }
+
+    /// The recipe in words, for a log or a report.
+    pub fn recipe(&self) -> String {
+        let schedule = match self.schedule {
+            Schedule::Constant => format!("a constant learning rate of {}", self.learning_rate),
+            Schedule::Step => format!(
+                "a learning rate of {} times {} every {} epochs",
+                self.learning_rate, self.step_factor, self.step_every
+            ),
+            Schedule::OneCycle => {
+                format!(
+                    "a one-cycle learning rate peaking at {}",
+                    self.learning_rate
+                )
+            }
+        };
+        let augmentation = if self.augmentation().is_off() {
+            "no augmentation".to_string()
+        } else {
+            format!(
+                "shifts up to {} px and rotations up to {} degrees",
+                self.shift, self.rotation
+            )
+        };
+        let loss = match self.loss {
+            Loss::CrossEntropy => "cross-entropy",
+            Loss::Mse => "mean squared error",
+            Loss::Mae => "mean absolute error",
+        };
+        let optimizer = match self.optimizer {
+            Optimizer::Adam => "Adam".to_string(),
+            Optimizer::Sgd => format!("SGD (momentum {})", self.momentum),
+        };
+        let epochs = match self.epochs {
+            1 => "1 epoch".to_string(),
+            n => format!("{n} epochs"),
+        };
+        format!(
+            "{epochs} at most (patience {}), batch {}, {optimizer} with {schedule}, {loss}, {augmentation}",
+            self.patience, self.batch_size
+        )
+    }
+
     pub fn augmentation(&self) -> Augmentation {
         Augmentation {
             shift: self.shift,
             rotation: self.rotation,
         }
     }
+}
+
+/// A preset with what it trains with, for the page: choosing one sets the network and the recipe.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PresetRecipe {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub network: Network,
+    pub settings: TrainConfig,
+    /// `settings` in words.
+    pub recipe: String,
+}
+
+/// Every preset with its settings, the report's first.
+pub fn preset_recipes() -> Vec<PresetRecipe> {
+    presets()
+        .into_iter()
+        .map(|p| {
+            let settings = TrainConfig::for_preset(p.id).expect("a listed preset");
+            PresetRecipe {
+                id: p.id,
+                name: p.name,
+                network: p.network,
+                recipe: settings.recipe(),
+                settings,
+            }
+        })
+        .collect()
 }
 
 /// A setting chosen from names.

@@ -8,11 +8,11 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::backend::Backend;
 use crate::bench::BenchConfig;
-use crate::config::{TrainConfig, BOUNDS, CHOICES};
+use crate::config::{preset_recipes, TrainConfig, BOUNDS, CHOICES};
 use crate::data::DATA_FILES;
 use crate::error::{Error, Report};
 use crate::history::Checkpoint;
-use crate::network::{presets as all_presets, Network};
+use crate::network::Network;
 use crate::session::Session;
 
 #[wasm_bindgen(start)]
@@ -54,10 +54,10 @@ pub fn settings_choices() -> JsValue {
     to_js(&CHOICES)
 }
 
-/// The preset networks, `[{ id, name, network }]`, the report's first.
+/// The presets, `[{ id, name, network, settings, recipe }]`, the report's first.
 #[wasm_bindgen]
 pub fn presets() -> JsValue {
-    to_js(&all_presets())
+    to_js(&preset_recipes())
 }
 
 #[derive(Serialize)]

@@ -450,3 +450,98 @@ fn cli_summary_prints_each_layer_and_the_total() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+/// The search on two quick candidates: the winner is the better on validation, its final runs
+/// read the test set, a second pass reuses every run, and a final run repeats exactly when its
+/// settings are trained again (what `train --preset best7k --seed N` relies on).
+#[test]
+fn the_search_picks_on_validation_reuses_finished_runs_and_repeats_exactly() {
+    use mnist7k::search::{self, Candidate};
+    let session = session();
+    let quick = |learning_rate| TrainConfig {
+        network: preset("tiny").unwrap(),
+        epochs: 1,
+        limit: Some(1_200),
+        learning_rate,
+        seed: search::SEARCH_SEED,
+        ..TrainConfig::default()
+    };
+    let candidates = vec![
+        Candidate {
+            name: "slow",
+            why: "a learning rate too low for one short epoch",
+            config: quick(1e-5),
+        },
+        Candidate {
+            name: "usual",
+            why: "Adam's usual rate",
+            config: quick(1e-2),
+        },
+    ];
+    let run = |previous, log: &mut Vec<String>| {
+        pollster::block_on(search::run(
+            &session,
+            candidates.clone(),
+            &[1, 2],
+            previous,
+            quick(1e-2),
+            |line| log.push(line),
+            |_| ready(Ok(())),
+        ))
+        .unwrap()
+    };
+    let mut first_log = Vec::new();
+    let report = run(None, &mut first_log);
+    let accuracies: Vec<f64> = report.search.iter().map(|t| t.val_accuracy).collect();
+    println!("validation accuracies {accuracies:?}");
+    assert_eq!(report.chosen, "usual", "{accuracies:?}");
+    assert!(report.preset_is_winner);
+    assert_eq!(
+        report.runs.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_ne!(report.runs[0].test_accuracy, report.runs[1].test_accuracy);
+    let mean = (report.runs[0].test_accuracy + report.runs[1].test_accuracy) / 2.0;
+    assert!((report.mean_test_accuracy - mean).abs() < 1e-12);
+    let markdown = report.to_markdown("table\n", "mnist7k search");
+    assert!(
+        markdown.contains("| usual | Adam's usual rate |"),
+        "{markdown}"
+    );
+
+    let mut second_log = Vec::new();
+    let again = run(Some(report.clone()), &mut second_log);
+    assert_eq!(again, report);
+    assert!(
+        first_log.iter().any(|l| l.contains("epoch 1/1"))
+            && !second_log.iter().any(|l| l.contains("epoch 1/1")),
+        "{second_log:?}"
+    );
+
+    let (_, _) = train(&session, report.runs[1].settings.clone(), None);
+    let metrics = pollster::block_on(session.metrics(|_, _| ready(()))).unwrap();
+    assert_eq!(metrics.metrics.test_accuracy, report.runs[1].test_accuracy);
+}
+
+#[test]
+fn the_best7k_preset_fits_the_budget_and_trains_with_its_own_recipe() {
+    let config = TrainConfig::for_preset("best7k").unwrap();
+    let params = config.network.params().unwrap();
+    println!("best7k: {params} parameters, {} epochs", config.epochs);
+    assert!(params <= mnist7k::network::BUDGET, "{params}");
+    assert!(config.epochs <= 20);
+    assert_ne!(config.schedule, TrainConfig::default().schedule);
+    // The CLI's --preset brings the recipe; a flag changes one setting wherever it stands.
+    let (code, text, stderr) = cli(&[
+        "train", "--epochs", "1", "--data", "data", "--preset", "best7k", "--limit", "256",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let expected = TrainConfig {
+        epochs: 1,
+        limit: Some(256),
+        ..config
+    }
+    .recipe();
+    println!("{expected}");
+    assert!(text.contains(&expected), "{expected} missing from:\n{text}");
+}

@@ -150,6 +150,21 @@ export function createControls(form) {
     }
   }
 
+  // A preset's recipe into the form; the seed, the image limit, the split and the budget are the
+  // person's and stay.
+  const PERSONAL = ['seed', 'limit', 'validation_split', 'budget'];
+  function applyRecipe(settings) {
+    for (const [name, key] of Object.values(FIELDS)) {
+      if (PERSONAL.includes(key) || settings[key] === undefined || settings[key] === null) continue;
+      field(name).value = String(settings[key]);
+    }
+    for (const key of CHOICES) {
+      if (field(key) && settings[key] !== undefined) field(key).value = settings[key];
+    }
+    showRelevance();
+    toUrl();
+  }
+
   function setEnabled(enabled) {
     for (const element of form.elements) element.disabled = !enabled;
   }
@@ -165,6 +180,7 @@ export function createControls(form) {
     config,
     applyBounds,
     applyChoices,
+    applyRecipe,
     setEnabled,
     // The link's value of a key no field holds (net, preset), or null.
     linked: (key) => linked[key] ?? null,

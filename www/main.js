@@ -52,6 +52,10 @@ const editor = createNetworkEditor({
     setRunning(running !== null);
   },
   onUnreadable: (text, message) => progress.addNotice(`The link's network "${text}" could not be read (${message}): showing the report's network.`),
+  onPresetChosen: ({ name, settings, recipe }) => {
+    controls.applyRecipe(settings);
+    $('preset-recipe').textContent = `${name}: ${recipe}.`;
+  },
 });
 let editorStarted = false;
 

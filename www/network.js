@@ -87,7 +87,7 @@ function readField(control) {
   return { value };
 }
 
-export function createNetworkEditor(elements, { send, onChange, onUnreadable }) {
+export function createNetworkEditor(elements, { send, onChange, onUnreadable, onPresetChosen }) {
   const { preset, layers: list, output, addType, add, budget, error, summary, total, budgetShown, meter } = elements;
   let presets = [];
   let layers = [];
@@ -311,7 +311,12 @@ export function createNetworkEditor(elements, { send, onChange, onUnreadable }) 
     if (found) setNetwork(found.network);
   }
 
-  preset.addEventListener('change', () => choose(preset.value));
+  // A person's choice brings the preset's recipe too; a link's preset keeps the link's settings.
+  preset.addEventListener('change', () => {
+    choose(preset.value);
+    const chosen = presets.find((p) => p.id === preset.value);
+    if (chosen) onPresetChosen?.(chosen);
+  });
   output.addEventListener('input', () => {
     outputActivation = output.value;
     showPresetChoice();

@@ -221,4 +221,42 @@ for (const engine of BROWSERS) {
       await browser.close();
     }
   });
+
+  test(`${engine}: the best7k preset brings its recipe and trains a short epoch`, { timeout: 15 * MINUTE }, async () => {
+    const { browser, page, errors, open } = await openPage({ engine, query: "?backend=cpu&seed=3" });
+    try {
+      await open();
+      await waitForState(page, 'idle', 5 * MINUTE);
+      await typeInto(page, 'preset', 'best7k');
+      await page.waitForFunction(() => document.querySelector('#preset-recipe').textContent !== '', { timeout: MINUTE, polling: 100 });
+      const recipe = await page.$eval('#preset-recipe', (e) => e.textContent);
+      const total = Number(await page.$eval('[data-testid="param-total"]', (e) => e.textContent));
+      console.log(`best7k: ${total} parameters; ${recipe}`);
+      assert.ok(total > 0 && total <= 7000, `${total} parameters`);
+      // The form holds the recipe the line states; the person's seed stays.
+      assert.equal(await valueOf(page, 'epochs'), recipe.match(/(\d+) epochs at most/)[1]);
+      assert.match(recipe, /one-cycle learning rate peaking at 0\.01/);
+      assert.equal(await valueOf(page, 'schedule'), 'one_cycle');
+      assert.equal(await valueOf(page, 'lr'), '0.01');
+      assert.equal(await valueOf(page, 'seed'), '3');
+      assert.match(page.url(), /schedule=one_cycle/);
+
+      await typeInto(page, 'epochs', '1');
+      // 47 batches: enough for the batch-norm statistics to settle (fewer leave them near 0 and 1).
+      await typeInto(page, 'limit', '6000');
+      await click(page, 'train');
+      await waitForState(page, 'training', MINUTE);
+      await waitForState(page, 'done', 10 * MINUTE);
+      const report = await page.$eval('[data-testid="report-test"]', (e) => e.textContent);
+      const accuracy = Number(report.match(/accuracy ([\d.]+)%/)[1]);
+      // The native run of these settings (`mnist7k train --preset best7k --epochs 1 --limit 6000
+      // --seed 3`) reaches 62.92%, and the CPU path gives the same bits in a tab.
+      console.log(`best7k after one epoch on 6,000 images: test accuracy ${accuracy}% (floor 60%)`);
+      assert.ok(accuracy >= 60, report);
+      assert.deepEqual(unexpected(errors), []);
+    } finally {
+      await browser.close();
+    }
+  });
 }
+

@@ -1,0 +1,519 @@
+//! The search for the most accurate network under the 7,000-parameter budget, kept honest:
+//! candidates are trained on the first 80% of the training file and compared on the last 20%
+//! (the report's validation split) with one seed; the winner is then trained with five seeds and
+//! only those final runs read the test set, once each, at the end. `mnist7k search` drives it
+//! and writes `reports/best-under-7k.{json,md}`; a finished run is reused when the command is run
+//! again with the same settings, so an interrupted search loses at most one run.
+
+use std::future::{ready, Future};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::error::Error;
+use crate::history::{Checkpoint, EpochRecord};
+use crate::metrics::{ClassificationReport, ConfusionMatrix};
+use crate::network::{thousands, Network};
+use crate::session::Session;
+use crate::training::Event;
+
+/// The seed of every candidate's run.
+pub const SEARCH_SEED: u64 = 1;
+/// The seeds of the winner's final runs.
+pub const FINAL_SEEDS: [u64; 5] = [1, 2, 3, 4, 5];
+/// The preset that must be the winner, so that `mnist7k train --preset best7k --seed N`
+/// repeats final run N.
+pub const PRESET: &str = "best7k";
+
+/// A network and a recipe to try, and why.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub name: &'static str,
+    pub why: &'static str,
+    pub config: TrainConfig,
+}
+
+/// Convolutions with batch norm after each, valid padding and global average pooling; widths
+/// growing 8 (or 10) -> 12 (14) -> 16 -> 20.
+const VALID_5_9K: &str = "conv-8-3-valid-relu,batchnorm,conv-12-3-valid-relu,batchnorm,maxpool-2,\
+    conv-16-3-valid-relu,batchnorm,conv-20-3-valid-relu,batchnorm,conv-10-1-valid-none,gap,softmax";
+const VALID_6_6K: &str = "conv-10-3-valid-relu,batchnorm,conv-14-3-valid-relu,batchnorm,maxpool-2,\
+    conv-16-3-valid-relu,batchnorm,conv-20-3-valid-relu,batchnorm,conv-10-1-valid-none,gap,softmax";
+const SAME_6_7K: &str = "conv-8-3-same-relu,batchnorm,conv-10-3-same-relu,batchnorm,maxpool-2,\
+    conv-14-3-same-relu,batchnorm,conv-16-3-same-relu,batchnorm,maxpool-2,conv-16-3-valid-relu,\
+    batchnorm,conv-10-1-valid-none,gap,softmax";
+
+/// What was tried, in order.
+pub fn candidates() -> Vec<Candidate> {
+    let with = |network: &str, change: fn(&mut TrainConfig)| {
+        let mut config = TrainConfig {
+            network: network
+                .parse::<Network>()
+                .expect("a candidate's network parses"),
+            seed: SEARCH_SEED,
+            ..TrainConfig::short_schedule()
+        };
+        change(&mut config);
+        config
+    };
+    vec![
+        Candidate {
+            name: "valid 5.9k",
+            why: "the published small-MNIST shape (batch norm, valid padding, global average \
+                  pooling) at 5,922 parameters, cheap per image (about 0.9 M multiply-adds)",
+            config: with(VALID_5_9K, |_| {}),
+        },
+        Candidate {
+            name: "valid 5.9k, no augmentation",
+            why: "does the augmentation help within 15 epochs?",
+            config: with(VALID_5_9K, |c| {
+                c.shift = 0.0;
+                c.rotation = 0.0;
+            }),
+        },
+        Candidate {
+            name: "valid 6.6k",
+            why: "the same shape using more of the budget: wider first two convolutions",
+            config: with(VALID_6_6K, |_| {}),
+        },
+        Candidate {
+            name: "same 6.7k",
+            why: "\"same\" padding keeps the digit's border and two more pooling stages; about \
+                  1.3 M multiply-adds per image",
+            config: with(SAME_6_7K, |_| {}),
+        },
+    ]
+}
+
+/// A candidate's run, judged on the validation split only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    pub name: String,
+    pub why: String,
+    pub network: String,
+    pub params: usize,
+    pub settings: TrainConfig,
+    /// The kept epoch: the one of lowest validation loss.
+    pub best_epoch: usize,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub minutes: f64,
+    pub history: Vec<EpochRecord>,
+}
+
+/// One of the winner's final runs; the only place the test set is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalRun {
+    pub seed: u64,
+    pub settings: TrainConfig,
+    pub best_epoch: usize,
+    pub val_accuracy: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    pub minutes: f64,
+    pub test_report: ClassificationReport,
+    pub test_confusion: ConfusionMatrix,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchReport {
+    /// The winner's learnable parameters (batch-norm statistics not counted, as Keras).
+    pub params: usize,
+    /// Epochs trained per final run.
+    pub epochs: usize,
+    pub chosen: String,
+    pub network: String,
+    pub search: Vec<Trial>,
+    pub runs: Vec<FinalRun>,
+    pub mean_test_accuracy: f64,
+    /// Sample standard deviation over the final runs.
+    pub std_test_accuracy: f64,
+    /// The seed of the run whose test accuracy is the median.
+    pub median_seed: u64,
+    /// Whether the `best7k` preset trains exactly the winner's settings.
+    pub preset_is_winner: bool,
+}
+
+fn minutes_since(start: f64) -> f64 {
+    (crate::clock::now_seconds() - start) / 60.0
+}
+
+/// Trains `config` in `session` to its end and returns the checkpoint; `log` hears each epoch.
+async fn train(
+    session: &Session,
+    config: TrainConfig,
+    log: &mut impl FnMut(String),
+) -> Result<Checkpoint, Error> {
+    let epochs = config.epochs;
+    session
+        .train(config, None, |event| {
+            if let Event::Epoch(r) = event {
+                log(format!(
+                    "  epoch {}/{epochs}: loss {:.4}, val_loss {:.4}, val_accuracy {:.4} ({:.0} s)",
+                    r.epoch, r.train_loss, r.val_loss, r.val_accuracy, r.seconds
+                ));
+            }
+            ready(true)
+        })
+        .await?;
+    session
+        .checkpoint()
+        .ok_or_else(|| Error::Config("a run ended before its first epoch".into()))
+}
+
+fn kept_accuracy(checkpoint: &Checkpoint) -> f64 {
+    checkpoint.history[checkpoint.best_epoch - 1].val_accuracy
+}
+
+/// Runs the search over `candidates` in `session` (data and backend chosen), then the winner
+/// with each of `seeds`, reusing the runs of `previous` whose settings match; `save` is handed
+/// the report after every run.
+pub async fn run<F: Future<Output = Result<(), Error>>>(
+    session: &Session,
+    candidates: Vec<Candidate>,
+    seeds: &[u64],
+    previous: Option<SearchReport>,
+    preset: TrainConfig,
+    mut log: impl FnMut(String),
+    mut save: impl FnMut(&SearchReport) -> F,
+) -> Result<SearchReport, Error> {
+    let mut report = SearchReport {
+        params: 0,
+        epochs: 0,
+        chosen: String::new(),
+        network: String::new(),
+        search: Vec::new(),
+        runs: Vec::new(),
+        mean_test_accuracy: 0.0,
+        std_test_accuracy: 0.0,
+        median_seed: 0,
+        preset_is_winner: false,
+    };
+    let previous = previous.unwrap_or_else(|| report.clone());
+    for candidate in candidates {
+        let params = candidate.config.network.params()?;
+        log(format!(
+            "candidate {:?}: {} parameters",
+            candidate.name,
+            thousands(params)
+        ));
+        let trial = match previous
+            .search
+            .iter()
+            .find(|t| t.settings == candidate.config)
+        {
+            Some(done) => done.clone(),
+            None => {
+                let start = crate::clock::now_seconds();
+                let checkpoint = train(session, candidate.config.clone(), &mut log).await?;
+                Trial {
+                    name: candidate.name.into(),
+                    why: candidate.why.into(),
+                    network: candidate.config.network.to_string(),
+                    params,
+                    settings: candidate.config,
+                    best_epoch: checkpoint.best_epoch,
+                    val_loss: checkpoint.best_val_loss,
+                    val_accuracy: kept_accuracy(&checkpoint),
+                    minutes: minutes_since(start),
+                    history: checkpoint.history,
+                }
+            }
+        };
+        log(format!(
+            "  kept epoch {}: val_accuracy {:.4}, val_loss {:.4}",
+            trial.best_epoch, trial.val_accuracy, trial.val_loss
+        ));
+        report.search.push(trial);
+        save(&report).await?;
+    }
+    let winner = winner(&report.search).clone();
+    report.chosen = winner.name.clone();
+    report.network = winner.network.clone();
+    report.params = winner.params;
+    report.epochs = winner.settings.epochs;
+    report.preset_is_winner = TrainConfig {
+        seed: SEARCH_SEED,
+        ..preset
+    } == winner.settings;
+    log(format!("winner on validation: {:?}", winner.name));
+    for &seed in seeds {
+        let settings = TrainConfig {
+            seed,
+            ..winner.settings.clone()
+        };
+        let run = match previous.runs.iter().find(|r| r.settings == settings) {
+            Some(done) => done.clone(),
+            None => {
+                log(format!("final run, seed {seed}"));
+                let start = crate::clock::now_seconds();
+                let checkpoint = train(session, settings.clone(), &mut log).await?;
+                // The test set, read once, at the end of the run.
+                let metrics = session.metrics(|_, _| ready(())).await?.metrics;
+                FinalRun {
+                    seed,
+                    settings,
+                    best_epoch: checkpoint.best_epoch,
+                    val_accuracy: kept_accuracy(&checkpoint),
+                    train_accuracy: metrics.train_accuracy,
+                    test_loss: metrics.test_loss,
+                    test_accuracy: metrics.test_accuracy,
+                    minutes: minutes_since(start),
+                    test_report: metrics.test_report,
+                    test_confusion: metrics.test_confusion,
+                }
+            }
+        };
+        log(format!(
+            "  seed {seed}: test accuracy {:.4}",
+            run.test_accuracy
+        ));
+        report.runs.push(run);
+        report.summarise();
+        save(&report).await?;
+    }
+    Ok(report)
+}
+
+/// The candidate of highest validation accuracy (at its kept epoch); a tie goes to the lower
+/// validation loss, then to the earlier candidate.
+pub fn winner(trials: &[Trial]) -> &Trial {
+    trials
+        .iter()
+        .reduce(|best, t| {
+            let better = t.val_accuracy > best.val_accuracy
+                || (t.val_accuracy == best.val_accuracy && t.val_loss < best.val_loss);
+            if better {
+                t
+            } else {
+                best
+            }
+        })
+        .expect("at least one candidate")
+}
+
+impl SearchReport {
+    /// Mean, spread and median of the final runs so far.
+    fn summarise(&mut self) {
+        let accuracies: Vec<f64> = self.runs.iter().map(|r| r.test_accuracy).collect();
+        let (mean, std) = mean_and_std(&accuracies);
+        self.mean_test_accuracy = mean;
+        self.std_test_accuracy = std;
+        let mut by_accuracy: Vec<&FinalRun> = self.runs.iter().collect();
+        by_accuracy.sort_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy));
+        self.median_seed = by_accuracy[by_accuracy.len() / 2].seed;
+    }
+
+    /// The report as Markdown: what was tried, the winner's table, the final runs.
+    pub fn to_markdown(&self, summary_table: &str, command: &str) -> String {
+        let mut md = String::new();
+        let line = |md: &mut String, text: String| {
+            md.push_str(&text);
+            md.push('\n');
+        };
+        line(
+            &mut md,
+            "# The most accurate network under 7,000 parameters\n".into(),
+        );
+        line(
+            &mut md,
+            format!(
+                "Produced by `{command}` (this file and `best-under-7k.json` beside it). \
+                 Candidates train on the first 48,000 images of the training file and are \
+                 compared on the last 12,000 (validation) with seed {SEARCH_SEED}; each run keeps \
+                 the weights of its epoch of lowest validation loss. Only the winner's final runs \
+                 read the test set, once each, at the end.\n"
+            ),
+        );
+        line(&mut md, "## What was tried\n".into());
+        line(
+            &mut md,
+            "| candidate | why | parameters | epochs | kept epoch | val loss | val accuracy | minutes |"
+                .into(),
+        );
+        line(&mut md, "|---|---|---:|---:|---:|---:|---:|---:|".into());
+        for t in &self.search {
+            line(
+                &mut md,
+                format!(
+                    "| {} | {} | {} | {} | {} | {:.4} | {:.2}% | {:.1} |",
+                    t.name,
+                    t.why,
+                    thousands(t.params),
+                    t.settings.epochs,
+                    t.best_epoch,
+                    t.val_loss,
+                    100.0 * t.val_accuracy,
+                    t.minutes
+                ),
+            );
+        }
+        line(
+            &mut md,
+            format!(
+                "\nRecipe of every candidate unless its line says otherwise: {}.\n",
+                TrainConfig::short_schedule().recipe()
+            ),
+        );
+        for t in &self.search {
+            line(&mut md, format!("- {}: `{}`", t.name, t.network));
+        }
+        line(&mut md, format!("\n## The winner: {}\n", self.chosen));
+        line(&mut md, format!("```\n{summary_table}```\n"));
+        if !self.preset_is_winner {
+            line(
+                &mut md,
+                "**The `best7k` preset does not train these settings yet.**\n".into(),
+            );
+        }
+        line(&mut md, "## Final runs (test set)\n".into());
+        line(
+            &mut md,
+            "| seed | kept epoch | val accuracy | train accuracy | test loss | test accuracy | minutes |"
+                .into(),
+        );
+        line(&mut md, "|---:|---:|---:|---:|---:|---:|---:|".into());
+        for r in &self.runs {
+            line(
+                &mut md,
+                format!(
+                    "| {} | {} | {:.2}% | {:.2}% | {:.4} | {:.2}% | {:.1} |",
+                    r.seed,
+                    r.best_epoch,
+                    100.0 * r.val_accuracy,
+                    100.0 * r.train_accuracy,
+                    r.test_loss,
+                    100.0 * r.test_accuracy,
+                    r.minutes
+                ),
+            );
+        }
+        line(
+            &mut md,
+            format!(
+                "\n**Mean test accuracy over {} seeds: {:.2}% (standard deviation {:.2} points).** \
+                 Each run repeats exactly with `mnist7k train --data data --preset best7k --seed N` \
+                 on the CPU backend.\n",
+                self.runs.len(),
+                100.0 * self.mean_test_accuracy,
+                100.0 * self.std_test_accuracy
+            ),
+        );
+        if let Some(median) = self.runs.iter().find(|r| r.seed == self.median_seed) {
+            line(
+                &mut md,
+                format!("## The median run (seed {}), test set\n", median.seed),
+            );
+            line(
+                &mut md,
+                format!("```\n{}```\n", median.test_report.to_table()),
+            );
+            line(
+                &mut md,
+                "Where its errors are (true digit: count, mostly taken for):\n".into(),
+            );
+            for (digit, row) in median.test_confusion.counts.iter().enumerate() {
+                let wrong: u64 = row.iter().sum::<u64>() - row[digit];
+                let (worst, count) = row
+                    .iter()
+                    .enumerate()
+                    .filter(|(predicted, _)| *predicted != digit)
+                    .max_by_key(|(_, count)| **count)
+                    .expect("nine other digits");
+                line(
+                    &mut md,
+                    format!("- {digit}: {wrong} wrong, {count} of them taken for {worst}"),
+                );
+            }
+        }
+        md
+    }
+}
+
+/// Mean and sample standard deviation (0 for one value).
+pub fn mean_and_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::network::BUDGET;
+
+    #[test]
+    fn every_candidate_fits_the_budget_and_is_distinct() {
+        let all = candidates();
+        for c in &all {
+            let params = c.config.network.params().unwrap();
+            println!("{}: {params} parameters", c.name);
+            assert!(params <= BUDGET, "{} has {params} parameters", c.name);
+            assert!(
+                c.config.epochs <= 20,
+                "{} trains {} epochs",
+                c.name,
+                c.config.epochs
+            );
+            c.config.validate().unwrap();
+        }
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(
+                    a.config, b.config,
+                    "{} and {} are the same run",
+                    a.name, b.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_preset_is_a_candidate() {
+        let preset = TrainConfig {
+            seed: SEARCH_SEED,
+            ..TrainConfig::for_preset(PRESET).unwrap()
+        };
+        assert!(candidates().iter().any(|c| c.config == preset));
+    }
+
+    fn trial(name: &str, val_accuracy: f64, val_loss: f64) -> Trial {
+        Trial {
+            name: name.into(),
+            why: String::new(),
+            network: String::new(),
+            params: 0,
+            settings: TrainConfig::default(),
+            best_epoch: 1,
+            val_loss,
+            val_accuracy,
+            minutes: 0.0,
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_winner_is_the_most_accurate_on_validation_then_the_lowest_loss() {
+        let trials = [
+            trial("a", 0.990, 0.03),
+            trial("b", 0.993, 0.04),
+            trial("c", 0.993, 0.02),
+            trial("d", 0.993, 0.02),
+        ];
+        assert_eq!(winner(&trials).name, "c");
+    }
+
+    #[test]
+    fn mean_and_sample_standard_deviation() {
+        // Independent values: mean 0.994, deviations ±0.001 and 0 -> variance 0.002e-3 / 2.
+        let (mean, std) = mean_and_std(&[0.993, 0.994, 0.995]);
+        assert!((mean - 0.994).abs() < 1e-12, "{mean}");
+        assert!((std - 0.001).abs() < 1e-12, "{std}");
+        assert_eq!(mean_and_std(&[0.5]), (0.5, 0.0));
+    }
+}
