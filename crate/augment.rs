@@ -27,13 +27,27 @@ impl Augmentation {
         let mut source = [0.0f32; IMAGE_SIDE * IMAGE_SIDE];
         for image in pixels.chunks_exact_mut(IMAGE_SIDE * IMAGE_SIDE) {
             source.copy_from_slice(image);
-            let angle = self.rotation * rng.signed_unit() / 180.0; // in units of pi
-            let (dx, dy) = (
-                self.shift * rng.signed_unit(),
-                self.shift * rng.signed_unit(),
-            );
-            transform(&source, image, (cos_pi(angle), sin_pi(angle)), (dx, dy));
+            let (angle, shift) = self.draw(rng);
+            transform(&source, image, (cos_pi(angle), sin_pi(angle)), shift);
         }
+    }
+
+    /// Draws what `apply` would draw for `images` images, without moving any.
+    pub fn skip(&self, images: usize, rng: &mut SplitMix64) {
+        if self.is_off() {
+            return;
+        }
+        for _ in 0..images {
+            self.draw(rng);
+        }
+    }
+
+    /// One image's rotation (in units of pi) and shift (pixels).
+    fn draw(&self, rng: &mut SplitMix64) -> (f64, (f64, f64)) {
+        let angle = self.rotation * rng.signed_unit() / 180.0;
+        let dx = self.shift * rng.signed_unit();
+        let dy = self.shift * rng.signed_unit();
+        (angle, (dx, dy))
     }
 }
 

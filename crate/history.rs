@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::optimizer::OptimizerState;
 use crate::weights::ModelWeights;
 
 /// One epoch's line in the history (Keras' `History` plus timing).
@@ -27,6 +28,11 @@ pub struct Checkpoint {
     pub best_epoch: usize,
     pub best_val_loss: f64,
     pub history: Vec<EpochRecord>,
+    /// The optimizer's state after the last epoch (Adam's moments), so that a resumed run
+    /// continues the same curve; `None` from a GPU run (read only synchronously) or an older
+    /// checkpoint, and then the optimizer starts afresh.
+    #[serde(default)]
+    pub optimizer: Option<OptimizerState>,
 }
 
 impl Checkpoint {
@@ -38,6 +44,7 @@ impl Checkpoint {
             best_epoch: record.epoch,
             best_val_loss: record.val_loss,
             history: vec![record],
+            optimizer: None,
         }
     }
 

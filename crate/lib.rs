@@ -6,7 +6,7 @@
 //! description, summary, validation and presets), [`model`] (its burn module), [`conv`] (3x3
 //! convolutions, direct kernels on the CPU), [`data`] (IDX files), [`config`] (the recipe's
 //! settings, their ranges and choices), [`training`] (the recipe), [`loss`], [`schedule`]
-//! (optimizers and learning rates), [`search`] (the best network under the budget), [`augment`] (shifts and rotations), [`rng`], [`history`] (early stopping),
+//! (optimizers and learning rates), [`optimizer`] (steps with a state that survives a reload), [`search`] (the best network under the budget), [`augment`] (shifts and rotations), [`rng`], [`history`] (early stopping),
 //! [`evaluation`] and [`metrics`] (reports), [`weights`] (portable parameters), [`pad`] (drawing
 //! preprocessing), [`backend`] (device choice) and [`error`] (failures by kind). `web` holds
 //! the thin wasm-bindgen conversion layer.
@@ -25,6 +25,7 @@ pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod network;
+pub mod optimizer;
 pub mod pad;
 pub mod rng;
 pub mod schedule;

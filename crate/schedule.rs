@@ -1,7 +1,5 @@
 //! The optimizers and learning-rate schedules the report's author could try.
 
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
@@ -25,24 +23,6 @@ pub enum Schedule {
     /// Up from a 25th of the rate to the rate over the first 30% of the steps, then down to a
     /// 250,000th, both halves cosine-shaped (PyTorch's `OneCycleLR` defaults), over `epochs`.
     OneCycle,
-}
-
-/// The optimizer `config` asks for.
-pub fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
-    match config.optimizer {
-        Optimizer::Adam => AdamConfig::new()
-            .with_beta_1(config.beta1)
-            .with_beta_2(config.beta2)
-            .with_epsilon(config.epsilon)
-            .init(),
-        Optimizer::Sgd => SgdConfig::new()
-            .with_momentum(Some(
-                MomentumConfig::new()
-                    .with_momentum(config.momentum)
-                    .with_dampening(0.0),
-            ))
-            .init(),
-    }
 }
 
 /// The learning rate of batch `batch` (0-based) of epoch `epoch` (0-based), an epoch having

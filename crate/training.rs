@@ -2,7 +2,7 @@
 //! held out, early stopping on validation loss. Steps are async so that a browser can show
 //! progress, take a Stop between batches and read the GPU without blocking.
 
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Transaction;
 use serde::{Deserialize, Serialize};
@@ -15,8 +15,9 @@ use crate::error::{Error, CHANCE_LOSS};
 use crate::evaluation::evaluate;
 use crate::history::{Checkpoint, EpochRecord};
 use crate::model::{Cnn, PIXELS};
+use crate::optimizer::Stepper;
 use crate::rng::SplitMix64;
-use crate::schedule::{learning_rate, optimizer};
+use crate::schedule::learning_rate;
 use crate::weights::ModelWeights;
 
 /// Where training stands after a batch.
@@ -64,8 +65,11 @@ pub struct Trainer {
     config: TrainConfig,
     device: Device,
     backend: String,
+    /// On the CPU the optimizer's state is read after each epoch (a GPU is read only
+    /// asynchronously, which burn's optimizer states cannot do).
+    on_cpu: bool,
     model: Cnn,
-    optimizer: ModuleOptimizer,
+    optimizer: Stepper,
     train: Mnist,
     validation: Mnist,
     rng: SplitMix64,
@@ -111,14 +115,14 @@ impl Trainer {
             Some(checkpoint) => checkpoint.weights.to_model(&device)?,
             None => Cnn::new(&config.network, &device)?,
         };
-        let epochs_done = resume.as_ref().map_or(0, Checkpoint::epochs_done) as u64;
-        let stream = |salt: u64| {
-            SplitMix64(config.seed ^ salt ^ epochs_done.wrapping_mul(0x2545_f491_4f6c_dd1d))
+        let optimizer = match resume.as_ref().and_then(|c| c.optimizer.as_ref()) {
+            Some(state) => Stepper::restore(&config, state, &model, &device.clone().inner())?,
+            None => Stepper::new(&config),
         };
-        Ok(Self {
-            optimizer: optimizer(&config),
-            rng: stream(0),
-            augment_rng: stream(0x5eed_a11e),
+        let mut trainer = Self {
+            optimizer,
+            rng: SplitMix64(config.seed),
+            augment_rng: SplitMix64(config.seed ^ 0x5eed_a11e),
             // A CPU read is free; a GPU read stalls the queue, so read a GPU every few batches.
             read_every: if compute.backend == Backend::Cpu {
                 1
@@ -129,6 +133,7 @@ impl Trainer {
             cursor: train.len(),
             device,
             backend: compute.label(),
+            on_cpu: compute.backend == Backend::Cpu,
             model,
             train,
             validation,
@@ -141,7 +146,19 @@ impl Trainer {
                 .is_some_and(|c| c.finished(config.epochs, config.patience)),
             checkpoint: resume,
             config,
-        })
+        };
+        trainer.replay_finished_epochs();
+        Ok(trainer)
+    }
+
+    /// Draws the random numbers the finished epochs of a resumed run drew (their shuffles and
+    /// augmentations), so that the next epoch sees what it would have seen without the break.
+    fn replay_finished_epochs(&mut self) {
+        let augmentation = self.config.augmentation();
+        for _ in 0..self.epochs_done() {
+            self.rng.shuffle(&mut self.order);
+            augmentation.skip(self.train.len(), &mut self.augment_rng);
+        }
     }
 
     pub fn backend(&self) -> &str {
@@ -186,6 +203,13 @@ impl Trainer {
     }
 
     fn start_epoch(&mut self) {
+        // Dropout draws from the device's generator, whose state cannot be saved: each epoch
+        // after the first starts it afresh from the seed, so a resumed run draws the same masks.
+        let epoch = self.epochs_done() as u64;
+        if epoch > 0 {
+            self.device
+                .seed(self.config.seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
         self.rng.shuffle(&mut self.order);
         self.cursor = 0;
         self.last_read = None;
@@ -319,7 +343,14 @@ impl Trainer {
             backend: self.backend.clone(),
         };
         let weights = self.weights(&inference).await?;
+        let optimizer = match self.on_cpu {
+            true => Some(self.optimizer.save()?),
+            false => None,
+        };
         self.record_epoch(record.clone(), weights);
+        if let Some(checkpoint) = &mut self.checkpoint {
+            checkpoint.optimizer = optimizer;
+        }
         Ok(record)
     }
 

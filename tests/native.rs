@@ -24,6 +24,18 @@ fn data() -> (Mnist, Mnist) {
         .expect("run scripts/setup.sh first: data/ holds the compressed MNIST files")
 }
 
+/// burn's random generator (weights' initialisation, dropout) is one per process, and the
+/// harness runs tests on several threads: runs whose bits a test compares must not interleave.
+/// Every training run here takes this lock.
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive<T>(run: impl std::future::Future<Output = T>) -> T {
+    let _only = ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    pollster::block_on(run)
+}
+
 fn session() -> Session {
     let (train_file, test) = data();
     let session = Session::new();
@@ -39,7 +51,7 @@ fn train(
     resume: Option<Checkpoint>,
 ) -> (TrainSummary, Vec<Event>) {
     let mut events = Vec::new();
-    let summary = pollster::block_on(session.train(config, resume, |event| {
+    let summary = exclusive(session.train(config, resume, |event| {
         events.push(event.clone());
         ready(true)
     }))
@@ -121,7 +133,7 @@ fn stop_keeps_the_weights_trained_so_far_and_the_finished_epochs() {
     let batches_per_epoch = 6_000usize.div_ceil(128);
     let mut seen = 0;
     // Stop half-way through the second epoch.
-    let summary = pollster::block_on(session.train(config, None, |event| {
+    let summary = exclusive(session.train(config, None, |event| {
         seen += usize::from(matches!(event, Event::Batch(_)));
         ready(seen < batches_per_epoch + batches_per_epoch / 2)
     }))
@@ -204,8 +216,7 @@ fn resume_starts_from_the_checkpoints_weights() {
     resumed.set_data(train_file, test);
     pollster::block_on(resumed.use_backend("cpu")).unwrap();
     let summary =
-        pollster::block_on(resumed.train(short(3), Some(checkpoint.clone()), |_| ready(false)))
-            .unwrap();
+        exclusive(resumed.train(short(3), Some(checkpoint.clone()), |_| ready(false))).unwrap();
     assert!(summary.stopped);
     assert_eq!(summary.epochs, 1, "the checkpoint's epoch counts");
     let after_one_step = resumed.weights().unwrap();
@@ -226,6 +237,89 @@ fn resume_starts_from_the_checkpoints_weights() {
         .any(|e| matches!(e, Event::Epoch(r) if r.epoch == 3)));
 }
 
+/// A run stopped after its first epoch and resumed from its checkpoint (through JSON, as the
+/// page stores it) ends exactly where the uninterrupted run ends: the same losses, bit for bit,
+/// the same weights. Dropout (the report's network), augmentation and each optimizer's state are
+/// all carried over.
+#[test]
+fn a_resumed_run_continues_the_same_curve_bit_for_bit() {
+    let session = session();
+    for optimizer in [Optimizer::Adam, Optimizer::Sgd] {
+        let config = |epochs| TrainConfig {
+            epochs,
+            limit: Some(1_200),
+            optimizer,
+            learning_rate: if optimizer == Optimizer::Sgd {
+                0.05
+            } else {
+                1e-3
+            },
+            shift: 1.0,
+            rotation: 5.0,
+            ..TrainConfig::default()
+        };
+        let (_, _) = train(&session, config(3), None);
+        let straight = session.checkpoint().unwrap();
+
+        let (_, _) = train(&session, config(1), None);
+        let after_one = session.checkpoint().unwrap();
+        assert!(
+            after_one.optimizer.is_some(),
+            "a CPU checkpoint carries the optimizer"
+        );
+        let stored: Checkpoint =
+            serde_json::from_str(&serde_json::to_string(&after_one).unwrap()).unwrap();
+        let (_, _) = train(&session, config(3), Some(stored));
+        let resumed = session.checkpoint().unwrap();
+
+        let losses = |c: &Checkpoint| {
+            c.history
+                .iter()
+                .map(|r| (r.train_loss, r.val_loss))
+                .collect::<Vec<_>>()
+        };
+        println!("{optimizer:?}: {:?}", losses(&straight));
+        assert_eq!(losses(&resumed), losses(&straight), "{optimizer:?}");
+        assert_eq!(distance(&resumed.weights, &straight.weights), 0.0);
+        assert_eq!(resumed.optimizer, straight.optimizer);
+
+        // Without the optimizer's state the curve changes: the test can tell.
+        let fresh = Checkpoint {
+            optimizer: None,
+            ..after_one.clone()
+        };
+        let (_, _) = train(&session, config(3), Some(fresh));
+        assert_ne!(losses(&session.checkpoint().unwrap()), losses(&straight));
+    }
+}
+
+/// An optimizer state that does not fit the network is refused with its reason.
+#[test]
+fn an_optimizer_state_of_another_network_is_refused() {
+    let session = session();
+    let (_, _) = train(&session, short(1), None);
+    let mut checkpoint = session.checkpoint().unwrap();
+    let tiny = session_checkpoint_of(&session, "tiny");
+    checkpoint.optimizer = tiny.optimizer;
+    let error = exclusive(session.train(short(2), Some(checkpoint), |_| ready(true))).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(
+        error
+            .to_string()
+            .contains("the checkpoint's optimizer state does not fit this run"),
+        "{error}"
+    );
+}
+
+fn session_checkpoint_of(session: &Session, preset_id: &str) -> Checkpoint {
+    let config = TrainConfig {
+        network: preset(preset_id).unwrap(),
+        ..short(1)
+    };
+    let (_, _) = train(session, config, None);
+    session.checkpoint().unwrap()
+}
+
 #[test]
 fn a_diverging_run_is_reported_as_divergence() {
     let session = session();
@@ -235,7 +329,7 @@ fn a_diverging_run_is_reported_as_divergence() {
         learning_rate: 0.9,
         ..TrainConfig::default()
     };
-    let error = pollster::block_on(session.train(config, None, |_| ready(true))).unwrap_err();
+    let error = exclusive(session.train(config, None, |_| ready(true))).unwrap_err();
     println!("{error}");
     assert_eq!(error.kind(), ErrorKind::Divergence);
     assert_eq!(
@@ -280,7 +374,7 @@ fn a_session_refuses_what_it_cannot_do_with_its_reason() {
     );
     let (train_file, test) = data();
     empty.set_data(train_file, test);
-    let error = pollster::block_on(empty.train(short(1), None, |_| ready(true))).unwrap_err();
+    let error = exclusive(empty.train(short(1), None, |_| ready(true))).unwrap_err();
     assert_eq!(
         error.to_string(),
         "the compute device failed: no backend selected yet"
@@ -336,14 +430,14 @@ fn a_network_over_budget_or_another_networks_checkpoint_is_refused() {
         budget: 5_000,
         ..short(1)
     };
-    let error = pollster::block_on(session.train(over, None, |_| ready(true))).unwrap_err();
+    let error = exclusive(session.train(over, None, |_| ready(true))).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Config);
     assert_eq!(
         error.to_string(),
         "invalid network: the network has 6,722 parameters, over the budget of 5,000; the \
          largest layer is dense (2,570)"
     );
-    let stopped = pollster::block_on(session.train(short(1), None, |_| ready(false))).unwrap();
+    let stopped = exclusive(session.train(short(1), None, |_| ready(false))).unwrap();
     assert!(stopped.stopped);
     let tiny = TrainConfig {
         network: preset("tiny").unwrap(),
@@ -362,8 +456,7 @@ fn a_network_over_budget_or_another_networks_checkpoint_is_refused() {
         },
         session.weights().unwrap(),
     );
-    let error =
-        pollster::block_on(session.train(tiny, Some(checkpoint), |_| ready(true))).unwrap_err();
+    let error = exclusive(session.train(tiny, Some(checkpoint), |_| ready(true))).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Config);
     assert!(
         error.to_string().starts_with(
@@ -479,7 +572,7 @@ fn the_search_picks_on_validation_reuses_finished_runs_and_repeats_exactly() {
         },
     ];
     let run = |previous, log: &mut Vec<String>| {
-        pollster::block_on(search::run(
+        exclusive(search::run(
             &session,
             candidates.clone(),
             &[1, 2],
