@@ -11,6 +11,7 @@ use mnist7k::config::TrainConfig;
 use mnist7k::data::load_dir;
 use mnist7k::error::Error;
 use mnist7k::network::{preset, presets, thousands, Network, BUDGET};
+use mnist7k::run::{Run, RunState, RUN_FORMAT};
 use mnist7k::search::{self, SearchReport};
 use mnist7k::session::Session;
 use mnist7k::training::Event;
@@ -210,6 +211,15 @@ fn train(args: TrainArgs) -> Result<(), Error> {
     let epochs = args.config.epochs;
     let patience = args.config.patience;
     println!("backend {backend}: {}", args.config.recipe());
+    let settings = args.config.clone();
+    let network_name = presets()
+        .into_iter()
+        .find(|p| p.network == settings.network)
+        .map_or("custom network", |p| p.id);
+    let started = std::time::Instant::now();
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_millis() as f64);
     let summary = pollster::block_on(session.train(args.config, None, |event| {
         match event {
             Event::Batch(_) => {}
@@ -247,11 +257,27 @@ fn train(args: TrainArgs) -> Result<(), Error> {
     );
     println!("{}", metrics.test_report.to_table());
     if let Some(path) = args.json {
-        write(
-            &path,
-            serde_json::to_string_pretty(metrics).expect("metrics serialise"),
-        )?;
-        println!("metrics written to {}", path.display());
+        let run = Run {
+            format: RUN_FORMAT.into(),
+            name: format!("{} (CLI, seed {})", network_name, settings.seed),
+            created,
+            state: match (summary.early_stopped, summary.stopped) {
+                (true, _) => RunState::EarlyStopped,
+                (_, true) => RunState::Stopped,
+                _ => RunState::Finished,
+            },
+            backend: summary.backend.clone(),
+            params: settings.network.params().unwrap_or(0),
+            seconds: started.elapsed().as_secs_f64(),
+            checkpoint: session.checkpoint(),
+            metrics: Some(report.clone()),
+            settings,
+        };
+        write(&path, run.to_json())?;
+        println!(
+            "the run (settings, history, weights, metrics) written to {}",
+            path.display()
+        );
     }
     if let (Some(path), Some(weights)) = (args.weights, session.weights()) {
         write(&path, weights.to_json())?;

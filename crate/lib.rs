@@ -7,7 +7,7 @@
 //! convolutions, direct kernels on the CPU), [`data`] (IDX files), [`config`] (the recipe's
 //! settings, their ranges and choices), [`training`] (the recipe), [`loss`], [`schedule`]
 //! (optimizers and learning rates), [`optimizer`] (steps with a state that survives a reload), [`search`] (the best network under the budget), [`augment`] (shifts and rotations), [`rng`], [`history`] (early stopping),
-//! [`evaluation`] and [`metrics`] (reports), [`weights`] (portable parameters), [`pad`] (drawing
+//! [`evaluation`] and [`metrics`] (reports), [`weights`] (portable parameters), [`run`] (a kept run: the page's storage, the CLI's `--json`), [`pad`] (drawing
 //! preprocessing), [`backend`] (device choice) and [`error`] (failures by kind). `web` holds
 //! the thin wasm-bindgen conversion layer.
 
@@ -28,6 +28,7 @@ pub mod network;
 pub mod optimizer;
 pub mod pad;
 pub mod rng;
+pub mod run;
 pub mod schedule;
 pub mod search;
 pub mod session;

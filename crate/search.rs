@@ -43,6 +43,11 @@ const SAME_6_7K: &str = "conv-8-3-same-relu,batchnorm,conv-10-3-same-relu,batchn
     conv-14-3-same-relu,batchnorm,conv-16-3-same-relu,batchnorm,maxpool-2,conv-16-3-valid-relu,\
     batchnorm,conv-10-1-valid-none,gap,softmax";
 
+fn no_augmentation(config: &mut TrainConfig) {
+    config.shift = 0.0;
+    config.rotation = 0.0;
+}
+
 /// What was tried, in order.
 pub fn candidates() -> Vec<Candidate> {
     let with = |network: &str, change: fn(&mut TrainConfig)| {
@@ -66,10 +71,7 @@ pub fn candidates() -> Vec<Candidate> {
         Candidate {
             name: "valid 5.9k, no augmentation",
             why: "does the augmentation help within 15 epochs?",
-            config: with(VALID_5_9K, |c| {
-                c.shift = 0.0;
-                c.rotation = 0.0;
-            }),
+            config: with(VALID_5_9K, no_augmentation),
         },
         Candidate {
             name: "valid 6.6k",
@@ -78,8 +80,8 @@ pub fn candidates() -> Vec<Candidate> {
         },
         Candidate {
             name: "same 6.7k",
-            why: "\"same\" padding keeps the digit's border and two more pooling stages; about \
-                  1.3 M multiply-adds per image",
+            why: "\"same\" padding keeps the digit's border (28x28 maps up to the first pooling); \
+                  about 1.3 M multiply-adds per image",
             config: with(SAME_6_7K, |_| {}),
         },
     ]
@@ -203,7 +205,12 @@ pub async fn run<F: Future<Output = Result<(), Error>>>(
             .iter()
             .find(|t| t.settings == candidate.config)
         {
-            Some(done) => done.clone(),
+            // Reused: the words may have been edited since.
+            Some(done) => Trial {
+                name: candidate.name.into(),
+                why: candidate.why.into(),
+                ..done.clone()
+            },
             None => {
                 let start = crate::clock::now_seconds();
                 let checkpoint = train(session, candidate.config.clone(), &mut log).await?;

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::rc::Rc;
 
 use burn::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ComputeDevice};
 use crate::bench::{self, BenchConfig, BenchResult};
@@ -62,7 +62,7 @@ pub struct TrainSummary {
     pub backend: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricsReport {
     pub weights_from: String,
     #[serde(flatten)]

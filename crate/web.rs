@@ -13,6 +13,7 @@ use crate::data::DATA_FILES;
 use crate::error::{Error, Report};
 use crate::history::Checkpoint;
 use crate::network::Network;
+use crate::run::Run;
 use crate::session::Session;
 
 #[wasm_bindgen(start)]
@@ -97,6 +98,14 @@ pub fn network_summary(network: JsValue, budget: usize) -> JsValue {
         },
     };
     to_js(&summarised)
+}
+
+/// A run file (exported by the page, written by the CLI's `--json`), checked.
+#[wasm_bindgen(js_name = readRun)]
+pub fn read_run(json: &str) -> Result<JsValue, JsValue> {
+    Run::from_json(json)
+        .map(|run| to_js(&run))
+        .map_err(|e| fail(e, Backend::Cpu))
 }
 
 /// The text form a link carries.

@@ -14,6 +14,7 @@ use mnist7k::error::{ErrorKind, Recovery};
 use mnist7k::evaluation::evaluate;
 use mnist7k::history::Checkpoint;
 use mnist7k::network::{preset, Network};
+use mnist7k::run::{Run, RunState};
 use mnist7k::schedule::{Optimizer, Schedule};
 use mnist7k::session::{Session, TrainSummary};
 use mnist7k::training::{split, Event};
@@ -625,10 +626,29 @@ fn the_best7k_preset_fits_the_budget_and_trains_with_its_own_recipe() {
     assert!(config.epochs <= 20);
     assert_ne!(config.schedule, TrainConfig::default().schedule);
     // The CLI's --preset brings the recipe; a flag changes one setting wherever it stands.
+    let json = std::env::temp_dir().join("mnist7k-cli-run.json");
     let (code, text, stderr) = cli(&[
-        "train", "--epochs", "1", "--data", "data", "--preset", "best7k", "--limit", "256",
+        "train",
+        "--epochs",
+        "1",
+        "--data",
+        "data",
+        "--preset",
+        "best7k",
+        "--limit",
+        "256",
+        "--json",
+        json.to_str().unwrap(),
     ]);
     assert_eq!(code, Some(0), "{stderr}");
+    // --json writes a run, as the page keeps and imports them.
+    let run = Run::from_json(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(run.state, RunState::Finished);
+    assert_eq!(run.settings.network, config.network);
+    assert_eq!(run.checkpoint.as_ref().unwrap().history.len(), 1);
+    assert!(run.checkpoint.as_ref().unwrap().optimizer.is_some());
+    let metrics = run.metrics.unwrap();
+    assert!(text.contains(&format!("accuracy {:.4}", metrics.metrics.test_accuracy)));
     let expected = TrainConfig {
         epochs: 1,
         limit: Some(256),

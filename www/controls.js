@@ -151,11 +151,16 @@ export function createControls(form) {
   }
 
   // A preset's recipe into the form; the seed, the image limit, the split and the budget are the
-  // person's and stay.
+  // person's and stay, unless `everything` (a kept run's settings, to train it again).
   const PERSONAL = ['seed', 'limit', 'validation_split', 'budget'];
-  function applyRecipe(settings) {
+  function applyRecipe(settings, { everything = false } = {}) {
     for (const [name, key] of Object.values(FIELDS)) {
-      if (PERSONAL.includes(key) || settings[key] === undefined || settings[key] === null) continue;
+      if (!everything && PERSONAL.includes(key)) continue;
+      if (key === 'limit' && everything && settings.limit === null) {
+        field(name).value = String(FULL_TRAINING_SPLIT);
+        continue;
+      }
+      if (settings[key] === undefined || settings[key] === null) continue;
       field(name).value = String(settings[key]);
     }
     for (const key of CHOICES) {

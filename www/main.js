@@ -7,6 +7,7 @@ import { createChart } from './charts.js';
 import { createProgress } from './progress.js';
 import { createPad } from './pad.js';
 import { showMetrics, showClassCounts } from './metrics.js';
+import { createRuns } from './runs.js';
 
 const $ = (id) => document.getElementById(id);
 const testid = (id) => document.querySelector(`[data-testid="${id}"]`);
@@ -102,6 +103,47 @@ const wasmModule = (async () => {
   return WebAssembly.compile(await response.arrayBuffer());
 })();
 
+// Each run is kept (runs.js): written after every epoch, offered for resuming after a reload.
+// Run files are checked by Rust in the worker before they are kept.
+const pendingReads = new Map();
+let nextRead = 0;
+const runs = await createRuns({
+  table: testid('runs'),
+  resume: testid('resume'),
+  exportTable: $('runs-csv'),
+  importFile: testid('run-import'),
+}, {
+  onProblem: (text) => progress.addNotice(text),
+  readRun: (json) => new Promise((resolve, reject) => {
+    if (!worker) {
+      reject(new Error('the app is still starting'));
+      return;
+    }
+    nextRead += 1;
+    pendingReads.set(nextRead, { resolve, reject });
+    worker.postMessage({ type: 'read-run', id: nextRead, json });
+  }),
+  // A kept run's best weights (metrics and drawing use them) and its curves.
+  onLoad: (run) => {
+    if (running) return;
+    series = emptySeries();
+    for (const record of run.checkpoint.history) onEpoch(record);
+    redraw();
+    worker?.postMessage({ type: 'load-weights', json: JSON.stringify(run.checkpoint.best_weights), origin: 'file' });
+  },
+  onTrainAgain: (run) => {
+    showSettings(run.settings);
+    progress.showNotice(`The settings of "${run.name}" are in the form: press Train to run them again.`);
+  },
+  onResume: (run) => resumeRun(run),
+});
+
+// A kept run's network and every setting into the editor and the form.
+function showSettings(settings) {
+  editor.setNetwork(settings.network);
+  controls.applyRecipe(settings, { everything: true });
+}
+
 let worker = null;
 let backendName = null;
 let running = null; // { config, checkpoint } while a run is in progress
@@ -148,12 +190,16 @@ function onEvent(event) {
       series.accuracy.batch.push([x, event.accuracy]);
     }
   } else if (event.type === 'epoch') {
-    series.loss.train.push([event.epoch, event.train_loss]);
-    series.loss.validation.push([event.epoch, event.val_loss]);
-    series.accuracy.train.push([event.epoch, event.train_accuracy]);
-    series.accuracy.validation.push([event.epoch, event.val_accuracy]);
+    onEpoch(event);
   }
   redraw();
+}
+
+function onEpoch(record) {
+  series.loss.train.push([record.epoch, record.train_loss]);
+  series.loss.validation.push([record.epoch, record.val_loss]);
+  series.accuracy.train.push([record.epoch, record.train_accuracy]);
+  series.accuracy.validation.push([record.epoch, record.val_accuracy]);
 }
 
 // WebGPU failed (a device error or a trapped wasm instance): a fresh worker on the CPU resumes
@@ -174,6 +220,10 @@ function trainingFailed({ kind, recovery, message, checkpoint, weights }) {
     return;
   }
   const kept = checkpoint ?? running?.checkpoint ?? null;
+  if (running) {
+    runs.ended('failed');
+    runs.release();
+  }
   running = null;
   setRunning(false);
   progress.setStatus('error', `Training failed: ${message}`);
@@ -199,8 +249,19 @@ const handlers = {
     setRunning(running !== null);
   },
   event: ({ event }) => onEvent(event),
-  checkpoint: ({ checkpoint }) => { if (running) running.checkpoint = checkpoint; },
+  checkpoint: ({ checkpoint }) => {
+    if (!running) return;
+    running.checkpoint = checkpoint;
+    runs.checkpoint(checkpoint, backendName);
+  },
+  'run-read': ({ id, run, error }) => {
+    const pending = pendingReads.get(id);
+    pendingReads.delete(id);
+    if (error) pending?.reject(new Error(error));
+    else pending?.resolve(run);
+  },
   trained: ({ summary }) => {
+    runs.ended(summary.stopped ? 'stopped' : summary.early_stopped ? 'early_stopped' : 'finished');
     if (summary.stopped) progress.showNotice('Stopped: metrics and predictions use the weights trained so far.');
     else if (summary.early_stopped) progress.showNotice(`Early stopping after epoch ${summary.epochs}: validation loss stopped improving; the best epoch's weights are used.`);
     running = null;
@@ -217,6 +278,7 @@ const handlers = {
   },
   network: (reply) => editor.answered(reply),
   metrics: ({ metrics, gallery, weights }) => {
+    runs.metrics(metrics);
     latestWeights = weights;
     buttons.save.disabled = !weights;
     showMetrics({
@@ -286,9 +348,34 @@ buttons.train.addEventListener('click', () => {
   series = emptySeries();
   redraw();
   running = { config, checkpoint: null };
+  const preset = testid('preset');
+  runs.started({
+    config,
+    backend: backendName,
+    params: Number(testid('param-total').textContent),
+    name: `${preset.selectedOptions[0]?.textContent ?? 'network'}, ${new Date().toLocaleTimeString('en-GB')}`,
+  });
   setRunning(true);
   worker.postMessage({ type: 'train', config, resume: null });
 });
+
+// Carries on a run a reload interrupted, from its last finished epoch (weights and optimizer
+// state), with its own settings; its curves start with the epochs already trained.
+function resumeRun(run) {
+  if (running || backendName === null) {
+    progress.showNotice(running ? 'A run is in progress: stop it first.' : 'The app is still starting: try again in a moment.');
+    return;
+  }
+  showSettings(run.settings);
+  series = emptySeries();
+  for (const record of run.checkpoint.history) onEpoch(record);
+  redraw();
+  running = { config: run.settings, checkpoint: run.checkpoint };
+  runs.started({ run });
+  setRunning(true);
+  progress.showNotice(null);
+  worker.postMessage({ type: 'train', config: run.settings, resume: run.checkpoint });
+}
 
 buttons.bench.addEventListener('click', () => {
   benching = true;

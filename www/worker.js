@@ -1,7 +1,7 @@
 // Training runs here, off the main thread: the wasm module, the data and the model live in this
 // worker; the page only draws what it is told.
 import init, {
-  Mnist7k, dataFiles, networkFromText, networkSummary, networkToText, presets, settingsBounds, settingsChoices,
+  Mnist7k, dataFiles, networkFromText, networkSummary, networkToText, presets, readRun, settingsBounds, settingsChoices,
 } from '../mnist7k.js';
 
 const CACHE = 'mnist7k-data-v1';
@@ -314,6 +314,19 @@ async function describeNetwork({ id, network, text, budget }) {
   }
 }
 
+// An imported run file, checked by Rust (format, settings, weights against the network).
+async function checkRun({ id, json }) {
+  if (!(await initialised?.then(() => true, () => false))) {
+    post({ type: 'run-read', id, error: 'the app could not start' });
+    return;
+  }
+  try {
+    post({ type: 'run-read', id, run: readRun(json) });
+  } catch (error) {
+    post({ type: 'run-read', id, error: messageOf(error) });
+  }
+}
+
 self.onmessage = ({ data }) => {
   switch (data.type) {
     case 'start': return start(data);
@@ -323,6 +336,7 @@ self.onmessage = ({ data }) => {
     case 'bench': return bench(data);
     case 'load-weights': return loadWeights(data);
     case 'network': return describeNetwork(data);
+    case 'read-run': return checkRun(data);
     default: return undefined;
   }
 };

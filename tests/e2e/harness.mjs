@@ -244,6 +244,22 @@ export async function measureSpeed(page, timeout) {
   return JSON.parse(json);
 }
 
+// The text of the file that clicking `css` downloads, read from the Blob the page hands to its
+// link; the link's click is held back, so no download is started in either browser.
+export function downloaded(page, css) {
+  return page.evaluate((target) => new Promise((resolve, reject) => {
+    const create = URL.createObjectURL;
+    const follow = HTMLAnchorElement.prototype.click;
+    URL.createObjectURL = (blob) => {
+      URL.createObjectURL = create;
+      blob.text().then(resolve, reject);
+      return create.call(URL, blob);
+    };
+    HTMLAnchorElement.prototype.click = function held() { HTMLAnchorElement.prototype.click = follow; };
+    document.querySelector(target).click();
+  }), css);
+}
+
 // Draws a "7" (a bar across the top, then a stroke down to the lower left) with real pointer
 // events and returns the prediction the page shows.
 export async function drawSeven(page) {

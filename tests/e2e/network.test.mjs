@@ -8,7 +8,7 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BROWSERS, MINUTE, attr, click, count, disabled, drawSeven, isHidden, noticeText, openPage, serveApp, setLayerField,
+  BROWSERS, MINUTE, attr, click, count, disabled, downloaded, drawSeven, isHidden, noticeText, openPage, serveApp, setLayerField,
   text, typeInto, unexpected, valueOf, waitForState, waitForText,
 } from './harness.mjs';
 
@@ -47,22 +47,6 @@ async function settledText(page, id, quietMs = 1500) {
     }
   }
   return last;
-}
-
-// The file "Save weights" downloads, read from the Blob the page hands to its link; the link's
-// click is held back, so no download is started in either browser.
-function savedWeights(page) {
-  return page.evaluate(() => new Promise((resolve, reject) => {
-    const create = URL.createObjectURL;
-    const follow = HTMLAnchorElement.prototype.click;
-    URL.createObjectURL = (blob) => {
-      URL.createObjectURL = create;
-      blob.text().then(resolve, reject);
-      return create.call(URL, blob);
-    };
-    HTMLAnchorElement.prototype.click = function held() { HTMLAnchorElement.prototype.click = follow; };
-    document.querySelector('[data-testid="save-weights"]').click();
-  }));
 }
 
 for (const engine of BROWSERS) {
@@ -104,7 +88,7 @@ for (const engine of BROWSERS) {
       const probabilities = await settledText(page, 'probabilities');
       const predicted = await text(page, 'prediction');
       assert.match(predicted, /^[0-9]$/);
-      const weights = await savedWeights(page);
+      const weights = await downloaded(page, '[data-testid="save-weights"]');
       assert.doesNotThrow(() => JSON.parse(weights), 'the saved file is JSON');
 
       // The link carries the edited network.
