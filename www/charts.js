@@ -1,88 +1,128 @@
-// Line charts on a canvas: per-epoch train/validation curves plus the running batch loss.
+// Learning curves, drawn by uPlot (vendored from npm at set-up): the run on screen (live while it
+// trains, with its running batch values) and any kept runs chosen for comparison, one colour per
+// run, validation dashed. uPlot draws for the screen's pixel ratio and shows the values under
+// the cursor in its legend; the charts follow the page's width; the loss can use a log scale;
+// each chart carries a visually hidden table of its per-epoch values.
+import uPlot from './vendor/uPlot.esm.js';
+import { element } from './dom.js';
 
-const COLORS = { train: '#1f77b4', validation: '#d62728', batch: 'rgba(31,119,180,0.35)' };
-const PAD = { left: 48, right: 12, top: 24, bottom: 28 };
+const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
+const HEIGHT = 260;
+const KINDS = [['train', []], ['validation', [6, 4]]];
 
-function drawAxes(ctx, width, height, x, y, title) {
-  ctx.clearRect(0, 0, width, height);
-  ctx.fillStyle = '#222';
-  ctx.font = '12px system-ui, sans-serif';
-  ctx.fillText(title, PAD.left, 14);
-  ctx.strokeStyle = '#ccc';
-  ctx.beginPath();
-  for (let i = 0; i <= 4; i += 1) {
-    const value = y.min + ((y.max - y.min) * i) / 4;
-    const py = y.to(value);
-    ctx.moveTo(PAD.left, py);
-    ctx.lineTo(width - PAD.right, py);
-    ctx.fillText(value.toFixed(y.digits), 4, py + 4);
-  }
-  ctx.stroke();
-  ctx.fillText('epoch', width - PAD.right - 34, height - 8);
-  for (let e = 0; e <= x.max; e += Math.max(1, Math.ceil(x.max / 10))) {
-    ctx.fillText(String(e), x.to(e) - 3, height - PAD.bottom + 14);
-  }
-}
-
-function drawSeries(ctx, points, x, y, color, width) {
-  if (points.length === 0) return;
-  ctx.strokeStyle = color;
-  ctx.fillStyle = color;
-  ctx.lineWidth = width;
-  ctx.beginPath();
-  points.forEach(([px, py], i) => (i === 0 ? ctx.moveTo(x.to(px), y.to(py)) : ctx.lineTo(x.to(px), y.to(py))));
-  ctx.stroke();
-  if (width > 1) points.forEach(([px, py]) => ctx.fillRect(x.to(px) - 2, y.to(py) - 2, 4, 4));
-  ctx.lineWidth = 1;
-}
-
-function legend(ctx, width, entries) {
-  let left = width - PAD.right - 210;
-  for (const [label, color] of entries) {
-    ctx.fillStyle = color;
-    ctx.fillRect(left, 6, 10, 10);
-    ctx.fillStyle = '#222';
-    ctx.fillText(label, left + 14, 15);
-    left += 14 + ctx.measureText(label).width + 12;
-  }
-}
-
-// series: { train: [[epoch, value]], validation: [...], batch: [...] }
-export function createChart(canvas, { title: initialTitle, digits, fixedRange }) {
+// curves: [{ label, train: [[epoch, value]], validation: [...], batch: [[fractional epoch, value]] }]
+export function createChart(container, { title: initialTitle, digits, log: offerLog = false }) {
   let title = initialTitle;
-  const ctx = canvas.getContext('2d');
+  let curves = [];
+  let plot = null;
+  let shape = ''; // the series' labels and the scale the plot was built for
   let pending = false;
-  let latest = null;
+
+  const heading = element('span', { className: 'chart-title', textContent: title });
+  const logBox = element('input', { type: 'checkbox' });
+  const bar = element('div', { className: 'chart-bar' }, [heading]);
+  if (offerLog) bar.append(element('label', {}, [logBox, ' log scale']));
+  const area = element('div', { className: 'chart-area' });
+  const table = element('table', { className: 'visually-hidden' });
+  container.replaceChildren(bar, area, table);
+  logBox.addEventListener('change', () => schedule());
+
+  // Every curve's series: [label, points, stroke, dash, width, epoch-level].
+  function seriesOf() {
+    const out = [];
+    curves.forEach((curve, i) => {
+      const color = PALETTE[i % PALETTE.length];
+      for (const [kind, dash] of KINDS) out.push([`${curve.label} ${kind}`, curve[kind], color, dash, 2, true]);
+      if (curve.batch.length > 0) out.push([`${curve.label} batches`, curve.batch, `${color}66`, [], 1, false]);
+    });
+    return out;
+  }
+
+  function build(series, log) {
+    plot?.destroy();
+    const opts = {
+      width: Math.max(280, area.clientWidth),
+      height: HEIGHT,
+      scales: { x: { time: false }, y: { distr: log ? 3 : 1 } },
+      axes: [
+        { label: 'epoch' },
+        { values: (u, ticks) => ticks.map((v) => v.toFixed(digits)), size: 56 },
+      ],
+      series: [
+        { label: 'epoch', value: (u, v) => (v === null ? '–' : v.toFixed(2)) },
+        ...series.map(([label, , stroke, dash, width, epochs]) => ({
+          label,
+          stroke,
+          dash,
+          width,
+          spanGaps: true,
+          points: { show: epochs },
+          value: (u, v) => (v === null ? '–' : v.toFixed(digits + 1)),
+        })),
+      ],
+    };
+    plot = new uPlot(opts, aligned(series), area);
+  }
+
+  // One x array for all series (uPlot's join), nulls where a series has no point.
+  function aligned(series) {
+    if (series.length === 0) return [[]];
+    const tables = series.map(([, points]) => [points.map(([x]) => x), points.map(([, y]) => y)]);
+    return uPlot.join(tables);
+  }
+
+  function fillTable(series) {
+    const epochLevel = series.filter(([, , , , , epochs]) => epochs);
+    const epochs = [...new Set(epochLevel.flatMap(([, points]) => points.map(([x]) => x)))].sort((a, b) => a - b);
+    const head = element('tr', {}, [element('th', { textContent: 'epoch', scope: 'col' }),
+      ...epochLevel.map(([label]) => element('th', { textContent: label, scope: 'col' }))]);
+    const rows = epochs.map((epoch) => element('tr', {}, [element('th', { textContent: String(epoch), scope: 'row' }),
+      ...epochLevel.map(([, points]) => {
+        const found = points.find(([x]) => x === epoch);
+        return element('td', { textContent: found ? found[1].toFixed(digits + 2) : '' });
+      })]));
+    table.replaceChildren(element('caption', { textContent: title }), element('thead', {}, [head]), element('tbody', {}, rows));
+  }
 
   function render() {
     pending = false;
-    const { width, height } = canvas;
-    const all = [...latest.train, ...latest.validation, ...latest.batch];
-    const maxEpoch = Math.max(1, ...all.map(([e]) => Math.ceil(e)));
-    const values = all.map(([, v]) => v).filter(Number.isFinite);
-    const [min, max] = fixedRange ?? [0, Math.max(0.1, ...values) * 1.05];
-    const x = { max: maxEpoch, to: (e) => PAD.left + (e / maxEpoch) * (width - PAD.left - PAD.right) };
-    const y = { min, max, digits, to: (v) => height - PAD.bottom - ((v - min) / (max - min)) * (height - PAD.top - PAD.bottom) };
-    drawAxes(ctx, width, height, x, y, title);
-    drawSeries(ctx, latest.batch, x, y, COLORS.batch, 1);
-    drawSeries(ctx, latest.train, x, y, COLORS.train, 2);
-    drawSeries(ctx, latest.validation, x, y, COLORS.validation, 2);
-    legend(ctx, width, [['train', COLORS.train], ['validation', COLORS.validation], ['batches', COLORS.batch]]);
-    canvas.dataset.points = String(latest.train.length + latest.validation.length + latest.batch.length);
+    heading.textContent = title;
+    const series = seriesOf();
+    const log = logBox.checked;
+    const wanted = JSON.stringify([series.map(([label]) => label), log]);
+    if (wanted !== shape) {
+      shape = wanted;
+      build(series, log);
+    } else {
+      plot.setData(aligned(series));
+    }
+    fillTable(series);
+    container.dataset.points = String(series.reduce((sum, [, points]) => sum + points.length, 0));
   }
 
   // Redraws at most once per frame however fast events arrive.
+  function schedule() {
+    if (!pending) {
+      pending = true;
+      requestAnimationFrame(render);
+    }
+  }
+
+  new ResizeObserver(() => {
+    if (plot && area.clientWidth > 0 && Math.abs(plot.width - area.clientWidth) > 1) {
+      plot.setSize({ width: Math.max(280, area.clientWidth), height: HEIGHT });
+    }
+  }).observe(area);
+
   return {
     // The loss chart names the loss being trained.
     setTitle(text) {
       title = text;
+      schedule();
     },
-    update(series) {
-      latest = series;
-      if (!pending) {
-        pending = true;
-        requestAnimationFrame(render);
-      }
+    update(next) {
+      curves = next;
+      schedule();
     },
   };
 }

@@ -21,8 +21,8 @@ const progress = createProgress({
   text: $('progress-text'),
   bench: testid('bench-result'),
 });
-const lossChart = createChart($('chart-loss'), { title: 'loss (cross-entropy)', digits: 2 });
-const accuracyChart = createChart($('chart-accuracy'), { title: 'accuracy', digits: 3, fixedRange: null });
+const lossChart = createChart($('chart-loss'), { title: 'loss (cross-entropy)', digits: 2, log: true });
+const accuracyChart = createChart($('chart-accuracy'), { title: 'accuracy', digits: 3 });
 const buttons = {
   train: $('train'), stop: $('stop'), bench: $('bench'), save: $('save-weights'), load: $('load-weights'),
 };
@@ -136,6 +136,7 @@ const runs = await createRuns({
     progress.showNotice(`The settings of "${run.name}" are in the form: press Train to run them again.`);
   },
   onResume: (run) => resumeRun(run),
+  onCompare: () => redraw(),
 });
 
 // A kept run's network and every setting into the editor and the form.
@@ -158,9 +159,21 @@ function emptySeries() {
   };
 }
 
+// The run on screen, then the kept runs ticked for comparison (their finished epochs).
 function redraw() {
-  lossChart.update(series.loss);
-  accuracyChart.update(series.accuracy);
+  const compared = runs.compared().filter((run) => run !== runs.current());
+  const curve = (key, label, kept) => ({
+    label,
+    train: kept.map((r) => [r.epoch, r[`train_${key}`]]),
+    validation: kept.map((r) => [r.epoch, r[`val_${key}`]]),
+    batch: [],
+  });
+  for (const [chart, key] of [[lossChart, 'loss'], [accuracyChart, 'accuracy']]) {
+    chart.update([
+      { label: 'this run', ...series[key] },
+      ...compared.map((run) => curve(key, run.name, run.checkpoint?.history ?? [])),
+    ]);
+  }
 }
 
 function setRunning(isRunning) {

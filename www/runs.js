@@ -3,6 +3,7 @@
 // The run being trained is written after each of its epochs.
 
 import { openStore } from './store.js';
+import { element } from './dom.js';
 
 const RUN_FORMAT = 'mnist7k-run-1';
 const percent = (x) => (x === null || x === undefined ? '–' : `${(100 * x).toFixed(2)}%`);
@@ -37,7 +38,7 @@ const csvCell = (value) => {
   return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 };
 
-export async function createRuns(elements, { onLoad, onTrainAgain, onResume, onProblem, readRun }) {
+export async function createRuns(elements, { onLoad, onTrainAgain, onResume, onCompare, onProblem, readRun }) {
   const { table, resume, exportTable, importFile } = elements;
   const body = table.tBodies[0];
   const { store, problem } = await openStore();
@@ -48,6 +49,7 @@ export async function createRuns(elements, { onLoad, onTrainAgain, onResume, onP
   }) : [];
   let sort = { key: 'created', descending: true };
   let current = null; // the run being trained
+  const compared = new Set(); // ids of the runs overlaid on the charts
 
   async function save(run) {
     if (!store) return;
@@ -88,6 +90,16 @@ export async function createRuns(elements, { onLoad, onTrainAgain, onResume, onP
       tr.append(td);
     }
     const actions = document.createElement('td');
+    const compare = document.createElement('input');
+    compare.type = 'checkbox';
+    compare.name = 'compare';
+    compare.checked = compared.has(run.id);
+    compare.addEventListener('change', () => {
+      if (compare.checked) compared.add(run.id);
+      else compared.delete(run.id);
+      onCompare();
+    });
+    actions.append(element('label', {}, [compare, ' compare ']));
     const usable = Boolean(run.checkpoint);
     const busy = run === current;
     const load = button('Load', () => onLoad(run));
@@ -96,6 +108,7 @@ export async function createRuns(elements, { onLoad, onTrainAgain, onResume, onP
     again.disabled = busy;
     const remove = button('Delete', async () => {
       runs = runs.filter((r) => r !== run);
+      if (compared.delete(run.id)) onCompare();
       render();
       if (store) await store.remove(run.id).catch((error) => onProblem(`The run could not be deleted (${error.message}).`));
     });
@@ -231,6 +244,8 @@ export async function createRuns(elements, { onLoad, onTrainAgain, onResume, onP
       render();
     },
     current: () => current,
+    // The runs ticked for comparison, in the table's order.
+    compared: () => runs.filter((run) => compared.has(run.id)),
   };
 }
 

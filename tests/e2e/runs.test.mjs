@@ -71,6 +71,21 @@ for (const engine of BROWSERS) {
       assert.deepEqual(await rows(page), two, 'the runs survive a reload');
       assert.equal(await isHidden(page, 'resume'), true, 'finished runs are not offered for resuming');
 
+      // Both runs overlaid: each brings its train and validation curves, named in the charts'
+      // legend and in their text alternative.
+      await page.$$eval('[data-testid="run"] input[name="compare"]', (boxes) => boxes.forEach((b) => b.click()));
+      await page.waitForFunction((names) => {
+        const headings = [...document.querySelectorAll('[data-testid="chart-loss"] table th')].map((th) => th.textContent);
+        return names.every((name) => headings.includes(`${name} validation`));
+      }, { timeout: MINUTE, polling: 200 }, two.map((r) => r.name));
+      const legend = await page.$eval('[data-testid="chart-accuracy"] .u-legend', (e) => e.textContent);
+      for (const { name } of two) assert.ok(legend.includes(`${name} train`), legend);
+      // Renamed, and the name is kept.
+      await page.$eval('[data-testid="run"] input[aria-label="Run name"]', (input) => {
+        input.value = 'first of two';
+        input.dispatchEvent(new Event('change', { bubbles: true }));
+      });
+
       // A third run of three epochs, reloaded once its first epoch is saved.
       await typeInto(page, 'epochs', '3');
       await click(page, 'train');
@@ -80,6 +95,7 @@ for (const engine of BROWSERS) {
       await page.reload();
       await waitForState(page, 'idle', 5 * MINUTE);
       assert.equal(await isHidden(page, 'resume'), false, 'the interrupted run is offered');
+      assert.ok((await rows(page)).some((r) => r.name === 'first of two'), 'the new name is kept');
       assert.match(await text(page, 'resume'), new RegExp(`Resume run "${before.name}" from epoch 1 \\(of 3\\)`));
       await page.$eval('[data-testid="resume"] button', (b) => b.click());
       await waitForState(page, 'training', MINUTE);
@@ -132,6 +148,13 @@ for (const engine of BROWSERS) {
       await fresh.page.waitForFunction(() => /Could not import bad\.json: .*not a run file/.test(document.querySelector('#notice').textContent), { timeout: MINUTE, polling: 200 })
         .catch(async (error) => { throw new Error(`notice "${await noticeText(fresh.page)}" (${error.message})`); });
       assert.equal((await rows(fresh.page)).length, 1);
+
+      // Deleted, and gone after a reload.
+      await fresh.page.$$eval('[data-testid="run"] button', (buttons) => buttons.find((b) => b.textContent === 'Delete').click());
+      await waitForRows(fresh.page, (list) => list.length === 0, 'no runs');
+      await fresh.page.reload();
+      await waitForState(fresh.page, 'idle', 5 * MINUTE);
+      assert.equal((await rows(fresh.page)).length, 0);
       assert.deepEqual(unexpected(fresh.errors), []);
     } finally {
       await fresh.browser.close();
