@@ -118,23 +118,10 @@ impl Cnn {
     /// batch statistics are used only on an autodiff device (training); `valid()` models use
     /// the running statistics and skip dropout.
     pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
-        self.run(images, |_, _| {})
-    }
-
-    /// Each convolution's output (after its activation) for `images`, with the index of its
-    /// layer in the description: what the page's activation maps show.
-    pub fn conv_outputs(&self, images: Tensor<2>) -> Vec<(usize, Tensor<4>)> {
-        let mut maps = Vec::new();
-        self.run(images, |index, y| maps.push((index, y.clone())));
-        maps
-    }
-
-    /// The forward pass, handing each convolution's output to `seen`.
-    fn run(&self, images: Tensor<2>, mut seen: impl FnMut(usize, &Tensor<4>)) -> Tensor<2> {
         let [batch, _] = images.dims();
         let mut x = Values::Image(images.reshape([batch, 1, IMAGE_SIDE, IMAGE_SIDE]));
         let mut learned = self.learned.iter();
-        for (index, layer) in self.network.layers.iter().enumerate() {
+        for layer in &self.network.layers {
             x = match (layer, x) {
                 (
                     Layer::Conv2d {
@@ -153,9 +140,7 @@ impl Cnn {
                         (3, Padding::Valid) => conv3x3(conv, x),
                         _ => conv.forward(x),
                     };
-                    let y = activate(y, *activation);
-                    seen(index, &y);
-                    Values::Image(y)
+                    Values::Image(activate(y, *activation))
                 }
                 (Layer::MaxPool2d { size }, Values::Image(x)) => {
                     Values::Image(max_pool2d(x, MaxPoolOptions::new([*size; 2])))

@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::evaluation::{self, Metrics};
 use crate::history::{Checkpoint, EpochRecord};
 use crate::loss::Loss;
-use crate::model::{Cnn, Learned, CLASSES, PIXELS};
+use crate::model::{Cnn, CLASSES, PIXELS};
 use crate::network::Network;
 use crate::pad;
 use crate::training::{Event, Trainer};
@@ -77,25 +77,6 @@ pub struct Session {
     trained: RefCell<Option<Trained>>,
     /// Kept on the CPU so that drawing predictions never wait for, or disturb, the GPU.
     predictor: RefCell<Option<Cnn>>,
-}
-
-/// Images of one kind, `count` maps of `height` x `width` values each, in order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Maps {
-    /// The convolution's Keras-style name (conv2d, conv2d_1, ...).
-    pub layer: String,
-    pub count: usize,
-    pub height: usize,
-    pub width: usize,
-    pub values: Vec<f32>,
-}
-
-/// What [`Session::inside`] shows: the first convolution's filters (absent when the network
-/// starts otherwise) and each convolution's activation maps for one image.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Inside {
-    pub filters: Option<Maps>,
-    pub activations: Vec<Maps>,
 }
 
 fn check_pixels(pixels: &[f32]) -> Result<(), Error> {
@@ -237,43 +218,6 @@ impl Session {
     pub async fn predict(&self, pixels: Vec<f32>) -> Result<Vec<f32>, Error> {
         let (model, input) = self.predictor_with(pixels)?;
         read_values(model.probabilities(input)).await
-    }
-
-    /// A look inside the network predictions use: its first convolution's filters and, for
-    /// `pixels` (784 values in [0, 1], as for [`Session::predict`]), every convolution's output.
-    pub async fn inside(&self, pixels: Vec<f32>) -> Result<Inside, Error> {
-        let (model, input) = self.predictor_with(pixels)?;
-        let names = model.network().names();
-        let mut activations = Vec::new();
-        for (index, map) in model.conv_outputs(input) {
-            let [_, channels, height, width] = map.dims();
-            activations.push(Maps {
-                layer: names[index].clone(),
-                count: channels,
-                height,
-                width,
-                values: read_values(map).await?,
-            });
-        }
-        let filters = match model.learned.first() {
-            Some(Learned::Conv(conv)) => {
-                let [count, _, height, width] = conv.weight.dims();
-                // The first convolution reads the one grey channel.
-                let first_input = conv.weight.val().narrow(1, 0, 1);
-                Some(Maps {
-                    layer: names[0].clone(),
-                    count,
-                    height,
-                    width,
-                    values: read_values(first_input).await?,
-                })
-            }
-            _ => None,
-        };
-        Ok(Inside {
-            filters,
-            activations,
-        })
     }
 
     /// MNIST-style preprocessing of a drawing (`width*height` ink values in [0, 1]); `None`

@@ -210,12 +210,6 @@ impl Mnist7k {
         self.session.predict(pixels).await.map_err(|e| self.fail(e))
     }
 
-    /// `{ filters, activations }` of the weights predictions use, for a preprocessed drawing.
-    pub async fn inside(&self, pixels: Vec<f32>) -> Result<JsValue, JsValue> {
-        let inside = self.session.inside(pixels).await;
-        inside.map(|i| to_js(&i)).map_err(|e| self.fail(e))
-    }
-
     pub fn preprocess(
         &self,
         ink: &[f32],
