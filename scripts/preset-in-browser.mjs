@@ -23,6 +23,8 @@ try {
   await page.waitForFunction(() => document.querySelector('#preset-recipe').textContent !== '', { timeout: MINUTE });
   const recipe = await page.$eval('#preset-recipe', (e) => e.textContent);
   const userAgent = await page.evaluate(() => navigator.userAgent);
+  // Train is enabled once Rust has accepted the preset's network.
+  await page.waitForFunction(() => !document.querySelector('[data-testid="train"]').disabled, { timeout: MINUTE });
   const start = Date.now();
   await page.$eval('[data-testid="train"]', (b) => b.click());
   await waitForState(page, 'training', MINUTE);
