@@ -164,7 +164,20 @@ export const text = (page, id) => page.$eval(selector(id), (e) => e.textContent)
 export const attr = (page, id, name) => page.$eval(selector(id), (e, n) => e.getAttribute(n), name);
 export const disabled = (page, id) => page.$eval(selector(id), (e) => e.disabled);
 export const count = (page, css) => page.$$eval(css, (list) => list.length);
-export const click = (page, id) => page.$eval(selector(id), (e) => e.click());
+// Clicks as a person would: once the control is enabled (Train waits, for instance, for the
+// worker's verdict on the network, which a loaded machine can delay by seconds).
+export async function click(page, id, timeout = MINUTE) {
+  try {
+    await page.waitForFunction((css) => {
+      const element = document.querySelector(css);
+      return element && !element.disabled;
+    }, { timeout, polling: 100 }, selector(id));
+  } catch (error) {
+    const state = await status(page).catch(() => ({}));
+    throw new Error(`${id} never became clickable (${error.message}): status ${state.state} "${state.text}"; page errors: ${JSON.stringify(pageErrors.get(page) ?? [])}`);
+  }
+  await page.$eval(selector(id), (e) => e.click());
+}
 export const noticeText = (page) => page.$eval('#notice', (e) => (e.hidden ? '' : e.textContent));
 
 // Types a value into a settings field as a person would (select all, type, leave the field).
