@@ -78,14 +78,21 @@ impl ComputeDevice {
         if let Some(device) = GPU.lock().ok().and_then(|kept| kept.clone()) {
             return Ok(gpu(device));
         }
-        let device = Device::wgpu_options()
-            .init_async()
-            .await
-            .map_err(|e| Error::Device(format!("{GPU_NAME} could not start: {e}")))?;
-        if let Ok(mut kept) = GPU.lock() {
-            *kept = Some(device.clone());
+        #[cfg(threads)]
+        return Err(Error::Device(format!(
+            "the all-cores CPU module has no {GPU_NAME}: the page loads the other module for it"
+        )));
+        #[cfg(not(threads))]
+        {
+            let device = Device::wgpu_options()
+                .init_async()
+                .await
+                .map_err(|e| Error::Device(format!("{GPU_NAME} could not start: {e}")))?;
+            if let Ok(mut kept) = GPU.lock() {
+                *kept = Some(device.clone());
+            }
+            Ok(gpu(device))
         }
-        Ok(gpu(device))
     }
 
     /// The device for a backend name (see [`Backend::parse`]).

@@ -53,10 +53,25 @@ pub struct BenchResult {
     pub gflops: f64,
     pub window_samples_per_second: Vec<f64>,
     pub first_batch_seconds: f64,
+    /// The CPU's threads (rayon's pool natively and in the all-cores module, 1 otherwise).
+    #[serde(default = "one")]
+    pub threads: usize,
     /// Running training loss after the last batch: a fast but wrong kernel shows here.
     pub final_loss: f64,
     /// [`peak_memory_mib`] when the run ended.
     pub peak_memory_mib: Option<f64>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Threads the CPU backend computes on.
+pub fn cpu_threads() -> usize {
+    #[cfg(any(not(target_arch = "wasm32"), threads))]
+    return rayon::current_num_threads();
+    #[cfg(all(target_arch = "wasm32", not(threads)))]
+    1
 }
 
 /// Peak memory so far, in MiB: the wasm heap in a browser (linear memory only grows, so its size
@@ -66,7 +81,9 @@ pub fn peak_memory_mib() -> Option<f64> {
     {
         use wasm_bindgen::JsCast;
         let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
-        Some(js_sys::ArrayBuffer::from(memory.buffer()).byte_length() as f64 / 1_048_576.0)
+        // An ArrayBuffer, or a SharedArrayBuffer in the all-cores module: both have byteLength.
+        let bytes = js_sys::Reflect::get(&memory.buffer(), &"byteLength".into()).ok()?;
+        Some(bytes.as_f64()? / 1_048_576.0)
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -143,6 +160,7 @@ pub async fn run(
         gflops: samples_per_second * flop_per_sample / 1e9,
         window_samples_per_second: windows,
         first_batch_seconds,
+        threads: cpu_threads(),
         final_loss: loss,
         peak_memory_mib: peak_memory_mib(),
     })

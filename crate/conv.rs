@@ -21,7 +21,9 @@ use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Backend, Cube, Dispatch, Flex, TensorMetadata};
+#[cfg(not(threads))]
+use burn::backend::Cube;
+use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{DType, Shape, Tensor, TensorData};
@@ -84,7 +86,7 @@ mod reference {
 }
 
 /// A valid 3x3 convolution, stride 1, with bias, and the three parts of its gradient.
-#[backend_extension(Flex, Cube, Autodiff)]
+#[backend_extension(Flex, Cube: cfg(not(threads)), Autodiff)]
 pub trait Conv3x3Backend: Backend {
     fn conv3x3(
         x: FloatTensor<Self>,
@@ -116,6 +118,7 @@ pub trait Conv3x3Backend: Backend {
 }
 
 /// WebGPU (and native wgpu): burn's kernels.
+#[cfg(not(threads))]
 impl Conv3x3Backend for Cube {}
 
 /// The direct kernels where the data is f32; burn's ops otherwise.
@@ -263,8 +266,9 @@ mod kernels {
     /// gives the same run everywhere.
     const IMAGES_PER_SUM: usize = 16;
 
-    /// Runs `kernel(i, part)` on each `part_len`-long part of `out`: in parallel natively.
-    #[cfg(not(target_arch = "wasm32"))]
+    /// Runs `kernel(i, part)` on each `part_len`-long part of `out`: in parallel natively and
+    /// in the browser's all-cores module.
+    #[cfg(any(not(target_arch = "wasm32"), threads))]
     fn for_each_part(out: &mut [f32], part_len: usize, kernel: impl Fn(usize, &mut [f32]) + Sync) {
         use rayon::prelude::*;
         out.par_chunks_mut(part_len)
@@ -272,7 +276,7 @@ mod kernels {
             .for_each(|(i, part)| kernel(i, part));
     }
 
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(threads)))]
     fn for_each_part(out: &mut [f32], part_len: usize, kernel: impl Fn(usize, &mut [f32])) {
         out.chunks_mut(part_len)
             .enumerate()

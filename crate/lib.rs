@@ -21,6 +21,7 @@ pub mod data;
 pub mod error;
 pub mod evaluation;
 pub mod history;
+pub mod inside;
 pub mod loss;
 pub mod metrics;
 pub mod model;

@@ -23,6 +23,7 @@ use crate::data::{
 use crate::error::Error;
 use crate::evaluation::{self, Metrics};
 use crate::history::{Checkpoint, EpochRecord};
+use crate::inside::{look_inside, Inside};
 use crate::loss::Loss;
 use crate::model::{Cnn, CLASSES, PIXELS};
 use crate::network::Network;
@@ -218,6 +219,16 @@ impl Session {
     pub async fn predict(&self, pixels: Vec<f32>) -> Result<Vec<f32>, Error> {
         let (model, input) = self.predictor_with(pixels)?;
         read_values(model.probabilities(input)).await
+    }
+
+    /// The first filters and every convolution's activation maps of the weights metrics use
+    /// (the best epoch's, or loaded ones), for 784 pixels as [`Session::predict`] takes them.
+    /// Plain Rust on the CPU: it never waits for a device.
+    pub fn inside(&self, pixels: Vec<f32>) -> Result<Inside, Error> {
+        check_pixels(&pixels)?;
+        let trained = self.trained.borrow();
+        let trained = trained.as_ref().ok_or(WeightsError::NoneYet)?;
+        Ok(look_inside(&trained.weights, &pixels)?)
     }
 
     /// MNIST-style preprocessing of a drawing (`width*height` ink values in [0, 1]); `None`

@@ -21,6 +21,11 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// `initThreadPool(n)`, in the all-cores CPU module only: starts its n rayon workers, which
+/// share the module's memory.
+#[cfg(threads)]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 fn to_js(value: &impl Serialize) -> JsValue {
     // Plain data (numbers, strings, arrays, maps) always converts.
     value
@@ -208,6 +213,12 @@ impl Mnist7k {
 
     pub async fn predict(&self, pixels: Vec<f32>) -> Result<Vec<f32>, JsValue> {
         self.session.predict(pixels).await.map_err(|e| self.fail(e))
+    }
+
+    /// `{ filters, activations, probabilities }` of the weights metrics use, for a drawing.
+    pub fn inside(&self, pixels: Vec<f32>) -> Result<JsValue, JsValue> {
+        let inside = self.session.inside(pixels);
+        inside.map(|i| to_js(&i)).map_err(|e| self.fail(e))
     }
 
     pub fn preprocess(

@@ -1,16 +1,21 @@
-// The benchmark in Chromium, through the app as users get it: `trunk serve` (release build),
+// The benchmark in the browsers, through the app as users get it: `trunk serve` (release build),
 // training in the page's worker, the "Measure speed" button pressed by puppeteer-core, as the
-// end-to-end tests drive the page. Once on the CPU (flex, SIMD128) and once on WebGPU
-// (SwiftShader here). Prints one `BENCH_JSON {...}` line per run, as tests/bench.rs does.
+// end-to-end tests drive the page. The CPU (flex, SIMD128) on one thread and on every core (the
+// all-cores module) in Chromium and Firefox, and WebGPU in Chromium (SwiftShader here). Prints one
+// `BENCH_JSON {...}` line per run, as tests/bench.rs does.
 import { MINUTE, attr, measureSpeed, openPage, serveApp, waitForState } from '../tests/e2e/harness.mjs';
 
 const RUNS = [
-  { backend: 'cpu', webgpu: false },
-  { backend: 'webgpu', webgpu: true },
+  ...['chromium', 'firefox'].flatMap((engine) => [
+    { engine, backend: 'cpu', threads: 1 },
+    { engine, backend: 'cpu', threads: null },
+  ]),
+  { engine: 'chromium', backend: 'webgpu', webgpu: true },
 ];
 
-async function measure({ backend, webgpu }) {
-  const { browser, page, errors, open } = await openPage({ engine: 'chromium', webgpu, query: `?backend=${backend}` });
+async function measure({ engine, backend, webgpu = false, threads }) {
+  const query = `?backend=${backend}${threads ? `&threads=${threads}` : ''}`;
+  const { browser, page, errors, open } = await openPage({ engine, webgpu, query });
   try {
     await open();
     await waitForState(page, 'idle', 5 * MINUTE);
@@ -20,7 +25,7 @@ async function measure({ backend, webgpu }) {
     const userAgent = await page.evaluate(() => navigator.userAgent);
     console.log(`BENCH_JSON ${JSON.stringify({ where: 'browser', user_agent: userAgent, result })}`);
   } catch (error) {
-    throw new Error(`${backend}: ${error.message} ${errors.join(' | ')}`);
+    throw new Error(`${engine} ${query}: ${error.message} ${errors.join(' | ')}`);
   } finally {
     await browser.close();
   }

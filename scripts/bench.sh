@@ -24,8 +24,8 @@ collect() {
 
 echo "== firefox (wasm-pack)"
 wasm-pack test --headless --firefox --release -- --features bench --test bench -- --nocapture 2>&1 | collect firefox || echo "-- the Firefox benchmark failed: its rows are missing"
-echo "== chromium (the app, through puppeteer-core)"
-node scripts/bench-browser.mjs 2>&1 | collect chrome || echo "-- the Chromium benchmark failed: its rows are missing"
+echo "== chromium and firefox (the app, through puppeteer-core)"
+node scripts/bench-browser.mjs 2>&1 | collect chrome || echo "-- a browser benchmark of the app failed: its rows are missing"
 
 node - "$tmp" "$out" <<'NODE'
 const fs = require('fs');
@@ -45,10 +45,10 @@ for (const browser of ['firefox', 'chrome']) {
 const machine = `${os.cpus().length} x ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`;
 fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), machine, rows }, null, 2));
 console.log(`\nmachine: ${machine}\n`);
-console.log('| where | backend | samples/s | ms/batch | GFLOP/s | first batch (s) | loss after | peak MiB |');
-console.log('|---|---|---|---|---|---|---|---|');
+console.log('| where | backend | threads | samples/s | ms/batch | GFLOP/s | first batch (s) | loss after | peak MiB |');
+console.log('|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
-  console.log(`| ${r.where} | ${r.backend} | ${r.samples_per_second.toFixed(0)} | ${r.ms_per_batch.toFixed(1)} | ${r.gflops.toFixed(2)} | ${r.first_batch_seconds.toFixed(2)} | ${r.final_loss.toFixed(3)} | ${r.peak_memory_mib?.toFixed(0) ?? '–'} |`);
+  console.log(`| ${r.where} | ${r.backend} | ${r.backend === 'cpu' ? r.threads ?? 1 : '–'} | ${r.samples_per_second.toFixed(0)} | ${r.ms_per_batch.toFixed(1)} | ${r.gflops.toFixed(2)} | ${r.first_batch_seconds.toFixed(2)} | ${r.final_loss.toFixed(3)} | ${r.peak_memory_mib?.toFixed(0) ?? '–'} |`);
 }
 NODE
 rm -rf "$tmp"

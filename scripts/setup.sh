@@ -56,6 +56,9 @@ install_apt
 
 step "Rust target"
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+# The standard library's source: the all-cores module rebuilds std with wasm atomics
+# (scripts/build-threads.sh).
+rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
 
 step "Rust tools"
 # wasm-bindgen-cli must equal the crate's pinned version; its --locked dependency set is not

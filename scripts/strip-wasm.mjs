@@ -1,6 +1,6 @@
 // Drops the wasm module's `name` and `producers` custom sections: function names for stack
 // traces (about a sixth of the module) and toolchain telemetry, which users download for nothing.
-// Trunk runs it after every build (Trunk.toml, post_build hook) on the staged module; it also
+// Trunk runs it after every build (Trunk.toml, post_build hook) on the staged modules; it also
 // takes paths as arguments. Every other section is copied byte for byte.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -62,7 +62,8 @@ function stripFile(path) {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const staged = (name) => join(process.env.TRUNK_STAGING_DIR ?? 'dist', name);
   const paths = process.argv.length > 2 ? process.argv.slice(2)
-    : [join(process.env.TRUNK_STAGING_DIR ?? 'dist', 'mnist7k_bg.wasm')];
+    : [staged('mnist7k_bg.wasm'), staged('mnist7k-threads_bg.wasm')];
   for (const path of paths) stripFile(path);
 }

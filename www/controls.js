@@ -41,7 +41,7 @@ export function createControls(form) {
     for (const key of CHOICES) {
       if (query.get(key) !== null) fromLink[key] = query.get(key);
     }
-    for (const key of [...Object.keys(FIELDS), 'backend']) {
+    for (const key of [...Object.keys(FIELDS), 'backend', 'threads']) {
       const value = query.get(key);
       const input = field(key);
       if (value === null || !input) continue;
@@ -62,7 +62,7 @@ export function createControls(form) {
 
   function toUrl() {
     const query = new URLSearchParams();
-    for (const key of [...Object.keys(FIELDS), ...CHOICES, 'backend']) {
+    for (const key of [...Object.keys(FIELDS), ...CHOICES, 'backend', 'threads']) {
       const input = field(key);
       if (!input) continue;
       if (input.value !== defaultOf(input) && input.value !== '') query.set(key, input.value);

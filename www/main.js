@@ -6,13 +6,26 @@ import { createNetworkEditor } from './network.js';
 import { createChart } from './charts.js';
 import { createProgress } from './progress.js';
 import { createPad } from './pad.js';
+import { createInside } from './inside.js';
 import { showMetrics, showClassCounts } from './metrics.js';
 import { createRuns } from './runs.js';
 
 const $ = (id) => document.getElementById(id);
 const testid = (id) => document.querySelector(`[data-testid="${id}"]`);
 
+// The CPU trains on every core in the all-cores module (rayon on Web Workers that share its
+// memory), which needs a cross-origin isolated page; elsewhere, and for WebGPU, on one thread in
+// the other module. The thread count defaults to the cores the browser reports.
+const CORES = Math.max(1, navigator.hardwareConcurrency || 1);
+const SHARED_MEMORY = self.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function';
+const threadsField = testid('threads');
+threadsField.max = String(4 * CORES);
+threadsField.defaultValue = String(SHARED_MEMORY ? CORES : 1);
+threadsField.title = SHARED_MEMORY
+  ? `Threads for CPU training (this browser reports ${CORES} cores); a new count restarts the worker`
+  : 'One thread: training on several needs a cross-origin isolated page (shared memory)';
 const controls = createControls($('config'));
+if (!SHARED_MEMORY) threadsField.value = '1';
 const progress = createProgress({
   status: testid('status'),
   backend: testid('backend-active'),
@@ -78,30 +91,37 @@ function startEditor() {
 // The module is compiled once here (streaming, off the main thread) and handed to every worker,
 // a CPU fallback included. A dropped connection is retried (the dev server may be rebuilding);
 // what finally fails names the file and the reason.
-const WASM_URL = new URL('mnist7k_bg.wasm', document.baseURI).href;
-
-async function fetchWasm(attempts = 3) {
+async function fetchWasm(url, attempts = 3) {
   for (let attempt = 1; ; attempt += 1) {
     try {
-      const response = await fetch(WASM_URL);
+      const response = await fetch(url);
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       return response;
     } catch (error) {
-      if (attempt >= attempts) throw new Error(`${WASM_URL}: ${error.message} (after ${attempts} attempts)`);
+      if (attempt >= attempts) throw new Error(`${url}: ${error.message} (after ${attempts} attempts)`);
       await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
     }
   }
 }
 
-const wasmModule = (async () => {
-  const response = await fetchWasm();
+async function compileWasm(name) {
+  const response = await fetchWasm(new URL(name, document.baseURI).href);
   // Streaming compilation needs `application/wasm`; deciding up front avoids cloning the
   // response, which would hold a second copy of the 24 MB body until it is collected.
   if (response.headers.get('Content-Type')?.startsWith('application/wasm')) {
     return WebAssembly.compileStreaming(response);
   }
   return WebAssembly.compile(await response.arrayBuffer());
-})();
+}
+
+// Each module is downloaded and compiled at most once, when first needed.
+const modules = {};
+const wasmModule = (variant) => {
+  modules[variant] ??= compileWasm(variant === 'threads' ? 'mnist7k-threads_bg.wasm' : 'mnist7k_bg.wasm');
+  return modules[variant];
+};
+// Why the all-cores module is not used, once that is known (a host without it, a failed start).
+let singleThreadReason = SHARED_MEMORY ? null : 'the page is not cross-origin isolated';
 
 // Each run is kept (runs.js): written after every epoch, offered for resuming after a reload.
 // Run files are checked by Rust in the worker before they are kept.
@@ -193,6 +213,8 @@ const pad = createPad({
   prediction: testid('prediction'),
   bars: testid('probabilities'),
 }, (request) => worker?.postMessage({ type: 'predict', ...request }, [request.ink.buffer]));
+
+const inside = createInside({ filters: testid('filters'), activations: testid('activations'), note: $('inside-note') });
 
 function onEvent(event) {
   if (event.type === 'batch') {
@@ -309,7 +331,10 @@ const handlers = {
     progress.showBench(backendName, reply);
   },
   'metrics-progress': ({ done, total }) => progress.evaluation(done, total),
-  prediction: (reply) => pad.answered(reply),
+  prediction: (reply) => {
+    pad.answered(reply);
+    if (!reply.error) inside.show(reply.inside, reply.insideNote);
+  },
   notice: ({ text }) => progress.showNotice(text),
   // A file brings its architecture; weights restored into a fresh worker leave the editor alone
   // (it may have been edited since they were trained).
@@ -319,31 +344,58 @@ const handlers = {
   },
 };
 
+// The CPU goes to the all-cores module; WebGPU (and "auto", which times it) to the other, which
+// hands over to the all-cores module when the CPU wins.
 function startWorker(choice, reason, onReady) {
   worker?.terminate();
   backendName = null;
   benching = false;
   setRunning(running !== null);
+  const threads = Math.max(1, parseInt(threadsField.value, 10) || 1);
+  const variant = singleThreadReason === null && (choice === 'cpu' || !('gpu' in navigator)) ? 'threads' : 'single';
   const current = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
   worker = current;
   // A replaced worker may still have messages in flight: only the current one is heard.
   current.onmessage = ({ data }) => {
     if (worker !== current) return;
-    handlers[data.type]?.(data);
-    if (data.type === 'backend') {
-      if (reason && data.name === 'cpu') progress.setBackend('cpu', reason);
-      onReady?.();
+    if (data.type === 'backend' && data.name === 'cpu' && variant === 'single' && singleThreadReason === null) {
+      startWorker('cpu', reason ?? data.reason, onReady);
+      return;
     }
+    if (data.type === 'module-failed') {
+      if (variant !== 'threads') {
+        progress.setStatus('error', `The WebAssembly module could not start: ${data.message}`);
+        return;
+      }
+      // A browser without wasm threads, say: one thread in the other module.
+      singleThreadReason = `the all-cores module could not start: ${data.message}`;
+      startWorker(choice, reason, onReady);
+      return;
+    }
+    if (data.type === 'backend') {
+      const cores = data.name !== 'cpu' ? ''
+        : `; ${data.threads} thread${data.threads === 1 ? '' : 's'}${singleThreadReason ? ` (${singleThreadReason})` : ''}`;
+      data.reason = `${reason && data.name === 'cpu' ? reason : data.reason}${cores}`;
+    }
+    handlers[data.type]?.(data);
+    if (data.type === 'backend') onReady?.();
   };
   current.onerror = (event) => {
     event.preventDefault();
     if (worker !== current) return;
     trainingFailed({ kind: 'crash', recovery: 'report', message: event.message || 'the worker could not start' });
   };
-  progress.setStatus('loading', 'Loading the WebAssembly module…');
-  wasmModule.then(
-    (module) => current.postMessage({ type: 'start', module, backendChoice: choice, dataBase: new URL('data/', document.baseURI).href }),
-    (error) => progress.setStatus('error', `The WebAssembly module could not be loaded: ${error.message}`),
+  progress.setStatus('loading', variant === 'threads' ? `Loading the all-cores WebAssembly module (${threads} threads)…` : 'Loading the WebAssembly module…');
+  wasmModule(variant).then(
+    (module) => current.postMessage({ type: 'start', module, variant, threads, backendChoice: choice, dataBase: new URL('data/', document.baseURI).href }),
+    (error) => {
+      if (variant === 'threads') {
+        singleThreadReason = `the all-cores module could not be loaded: ${error.message}`;
+        startWorker(choice, reason, onReady);
+        return;
+      }
+      progress.setStatus('error', `The WebAssembly module could not be loaded: ${error.message}`);
+    },
   );
 }
 
@@ -416,10 +468,15 @@ buttons.load.addEventListener('change', async () => {
   buttons.load.value = '';
 });
 
-controls.onBackendChange(() => {
+// A new backend or thread count takes a fresh worker; the weights in use come along.
+const restartWorker = () => {
   startWorker(controls.backendChoice(), null, () => {
     if (latestWeights) worker.postMessage({ type: 'load-weights', json: latestWeights, origin: 'restore' });
   });
+};
+controls.onBackendChange(restartWorker);
+threadsField.addEventListener('change', () => {
+  if (singleThreadReason === null && (parseInt(threadsField.value, 10) || 0) >= 1) restartWorker();
 });
 
 if (!window.Worker || !window.WebAssembly) {

@@ -111,7 +111,10 @@ export function createPad({ canvas, preview, clear, prediction, bars }, requestP
       predictNow();
     });
   }
-  clear.addEventListener('click', reset);
+  clear.addEventListener('click', () => {
+    reset();
+    predictNow();
+  });
   reset();
 
   return {

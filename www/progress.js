@@ -59,7 +59,8 @@ export function createProgress({ status, backend, notice, bar, text, bench }) {
       delete bench.dataset.result;
       return;
     }
-    bench.textContent = `Speed on ${backendName}: ${Math.round(result.samples_per_second).toLocaleString('en')} samples/s · `
+    const threads = backendName === 'cpu' ? ` (${result.threads} thread${result.threads === 1 ? '' : 's'})` : '';
+    bench.textContent = `Speed on ${backendName}${threads}: ${Math.round(result.samples_per_second).toLocaleString('en')} samples/s · `
       + `${result.ms_per_batch.toFixed(1)} ms per batch of ${result.batch_size} · ${result.gflops.toFixed(2)} GFLOP/s · `
       + `loss ${result.final_loss.toFixed(3)} after ${result.batches} batches (first batch ${result.first_batch_seconds.toFixed(1)} s)`;
     bench.dataset.result = JSON.stringify(result);

@@ -1,8 +1,10 @@
 // Training runs here, off the main thread: the wasm module, the data and the model live in this
 // worker; the page only draws what it is told.
-import init, {
-  Mnist7k, dataFiles, networkFromText, networkSummary, networkToText, presets, readRun, settingsBounds, settingsChoices,
-} from '../mnist7k.js';
+// Two builds of one library: mnist7k.js (WebGPU, and the CPU on one thread) and, where the page is
+// cross-origin isolated, mnist7k-threads.js (the CPU on every core: rayon on Web Workers that
+// share its memory). The page says which to load.
+const LIBRARIES = { single: '../mnist7k.js', threads: '../mnist7k-threads.js' };
+let lib = null;
 
 const CACHE = 'mnist7k-data-v1';
 
@@ -64,7 +66,7 @@ async function download(url, name) {
 // The four data files, from the cache where it holds them (`useCache`), else from the network.
 async function fetchAll(base, cache, useCache) {
   const files = [];
-  for (const [i, name] of dataFiles().entries()) {
+  for (const [i, name] of lib.dataFiles().entries()) {
     status('loading', `Loading ${name} (${i + 1}/4)…`);
     const url = new URL(`${base}${name}.gz`, self.location.href).href;
     const hit = useCache && cache ? await cache.match(url) : undefined;
@@ -187,18 +189,37 @@ async function fasterOfBoth(adapter) {
   return verdict;
 }
 
-async function start({ module, backendChoice, dataBase }) {
+// The all-cores module's thread count: rayon's pool is built once per instance, so a new count
+// takes a new worker (the page starts one).
+let threads = 1;
+
+async function instantiate(variant, module, wanted) {
+  lib = await import(LIBRARIES[variant]);
+  await lib.default({ module_or_path: module });
+  if (variant === 'threads') {
+    await lib.initThreadPool(wanted);
+    threads = wanted;
+  }
+}
+
+async function start({ module, variant, threads: wanted, backendChoice, dataBase }) {
+  initialised = instantiate(variant, module, wanted);
   try {
-    initialised = init({ module_or_path: module });
     await initialised;
-    post({ type: 'settings', bounds: settingsBounds(), choices: settingsChoices(), presets: presets() });
-    app = new Mnist7k();
+  } catch (error) {
+    // The page decides: the all-cores module falls back to the other, the other is an error.
+    post({ type: 'module-failed', variant, message: messageOf(error) });
+    return;
+  }
+  try {
+    post({ type: 'settings', bounds: lib.settingsBounds(), choices: lib.settingsChoices(), presets: lib.presets() });
+    app = new lib.Mnist7k();
     const data = await loadData(dataBase);
     post({ type: 'data', summary: data });
     const chosen = await chooseBackend(backendChoice);
     if (chosen.name === 'cpu') await app.useBackend('cpu');
     backend = chosen.name;
-    post({ type: 'backend', name: chosen.name, reason: chosen.reason, figures: chosen.figures ?? null });
+    post({ type: 'backend', name: chosen.name, reason: chosen.reason, figures: chosen.figures ?? null, threads });
     status('idle', 'Ready to train');
   } catch (error) {
     status('error', messageOf(error), error?.kind ?? 'data');
@@ -256,13 +277,25 @@ async function predict({ ink, width, height, id }) {
   try {
     const pixels = app.preprocess(ink, width, height);
     if (!pixels) {
-      post({ type: 'prediction', id, preview: null, probabilities: null });
+      post({ type: 'prediction', id, preview: null, probabilities: null, ...look(null) });
       return;
     }
     const probabilities = await app.predict(pixels);
-    post({ type: 'prediction', id, preview: pixels, probabilities });
+    post({ type: 'prediction', id, preview: pixels, probabilities, ...look(pixels) });
   } catch (error) {
     post({ type: 'prediction', id, error: messageOf(error) });
+  }
+}
+
+// The filters and, for a drawing, the activation maps of the weights metrics use (their filters
+// alone while the pad is empty).
+function look(pixels) {
+  try {
+    const inside = app.inside(pixels ?? new Float32Array(784));
+    if (!pixels) inside.activations = [];
+    return { inside, insideNote: pixels ? '' : 'Draw a digit to see what each convolution makes of it.' };
+  } catch (error) {
+    return { inside: null, insideNote: `Nothing to show: ${messageOf(error)}.` };
   }
 }
 
@@ -299,7 +332,7 @@ async function describeNetwork({ id, network, text, budget }) {
   let parsed = network ?? null;
   if (typeof text === 'string') {
     try {
-      parsed = networkFromText(text);
+      parsed = lib.networkFromText(text);
     } catch (error) {
       post({ type: 'network', id, network: null, text, summary: null, error: { message: messageOf(error), layer: null } });
       return;
@@ -307,8 +340,8 @@ async function describeNetwork({ id, network, text, budget }) {
   }
   try {
     // No summary: the object is not a network (error says why) and has no text either.
-    const { summary, error } = networkSummary(parsed, budget);
-    post({ type: 'network', id, network: parsed, text: summary ? networkToText(parsed) : null, summary, error: error ?? null });
+    const { summary, error } = lib.networkSummary(parsed, budget);
+    post({ type: 'network', id, network: parsed, text: summary ? lib.networkToText(parsed) : null, summary, error: error ?? null });
   } catch (error) {
     post({ type: 'network', id, network: parsed, text: null, summary: null, error: { message: messageOf(error), layer: null } });
   }
@@ -321,7 +354,7 @@ async function checkRun({ id, json }) {
     return;
   }
   try {
-    post({ type: 'run-read', id, run: readRun(json) });
+    post({ type: 'run-read', id, run: lib.readRun(json) });
   } catch (error) {
     post({ type: 'run-read', id, error: messageOf(error) });
   }

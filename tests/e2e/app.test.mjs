@@ -3,6 +3,7 @@
 // the drawing recognised and the speed test), and Stop in the middle of an epoch.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
 import {
   BROWSERS, MINUTE, attr, click, count, drawSeven, longTaskObserverWorks, longestTaskSince, measureSpeed, noticeText, openPage,
   serveApp, text, unexpected, waitForState,
@@ -35,6 +36,35 @@ async function trainShortRun(page) {
   assert.equal(await count(page, '[data-testid="confusion"] tr'), 11);
   assert.ok(await count(page, '[data-testid="misclassified"] figure') > 0);
   return testAccuracy(page);
+}
+
+// The look inside for the drawn 7: the report's eight 3x3 filters, then the maps of its four
+// convolutions (8, 8, 16, 16 of 26, 24, 10 and 8 pixels a side), none of them all blank.
+async function seeInside(page, engine) {
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="activations"] figure').length === 4, { timeout: MINUTE, polling: 200 });
+  const figures = (id) => page.$$eval(`[data-testid="${id}"] figure`, (list) => list.map((f) => ({
+    layer: f.dataset.layer,
+    count: Number(f.dataset.count),
+    side: f.querySelector('canvas').width,
+    canvases: f.querySelectorAll('canvas').length,
+    largest: Number(f.dataset.largest ?? 'NaN'),
+  })));
+  const [filters] = await figures('filters');
+  assert.deepEqual([filters.layer, filters.count, filters.side, filters.canvases], ['conv2d', 8, 3, 8]);
+  const maps = await figures('activations');
+  console.log(`${engine} inside: ${JSON.stringify(maps)}`);
+  assert.deepEqual(maps.map((m) => [m.layer, m.count, m.side, m.canvases]), [
+    ['conv2d', 8, 26, 8], ['conv2d_1', 8, 24, 8], ['conv2d_2', 16, 10, 16], ['conv2d_3', 16, 8, 16],
+  ]);
+  assert.ok(maps.every((m) => m.largest > 0), 'every convolution responds to the 7');
+  await mkdir('test-output', { recursive: true });
+  const path = `test-output/inside-${engine}.png`;
+  await (await page.$('#inside')).screenshot({ path });
+  console.log(`${engine} inside: screenshot in ${path}`);
+  // Cleared, the pad leaves the filters and takes the maps away.
+  await click(page, 'pad-clear');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="activations"] figure').length === 0, { timeout: MINUTE, polling: 200 });
+  assert.equal(await count(page, '[data-testid="filters"] canvas'), 8);
 }
 
 for (const engine of BROWSERS) {
@@ -90,6 +120,7 @@ for (const engine of BROWSERS) {
       console.log(`${engine} cpu e2e: test accuracy ${accuracy}% (floor 88%)`);
       assert.ok(accuracy > 88, `test accuracy ${accuracy}%`);
       assert.equal(await drawSeven(page), '7');
+      await seeInside(page, engine);
       // The speed test trains a fresh model of its own and gives the finished run its status back.
       const speed = await measureSpeed(page, 5 * MINUTE);
       assert.equal(speed.backend, 'cpu');

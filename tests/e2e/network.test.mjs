@@ -212,7 +212,10 @@ for (const engine of BROWSERS) {
       await open();
       await waitForState(page, 'idle', 5 * MINUTE);
       await typeInto(page, 'preset', 'best7k');
-      await page.waitForFunction(() => document.querySelector('#preset-recipe').textContent !== '', { timeout: MINUTE, polling: 100 });
+      // The recipe line comes at once, the summary once the worker has checked the network.
+      await page.waitForFunction(() => document.querySelector('#preset-recipe').textContent !== ''
+        && document.querySelector('[data-testid="network-summary"]').getAttribute('aria-busy') === 'false'
+        && document.querySelector('[data-testid="param-total"]').textContent !== '6722', { timeout: MINUTE, polling: 100 });
       const recipe = await page.$eval('#preset-recipe', (e) => e.textContent);
       const total = Number(await page.$eval('[data-testid="param-total"]', (e) => e.textContent));
       console.log(`best7k: ${total} parameters; ${recipe}`);

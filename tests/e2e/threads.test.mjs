@@ -1,0 +1,62 @@
+// End-to-end: every core for CPU training. The page is cross-origin isolated, loads the all-cores
+// module, shows its thread count and takes a new one from the settings; the same seed trains to
+// the same bits on one thread and on two (same curve, same per-class report).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  BROWSERS, MINUTE, attr, click, measureSpeed, openPage, serveApp, text, typeInto, unexpected, valueOf, waitForState,
+} from './harness.mjs';
+
+let stopServer = () => {};
+before(async () => { stopServer = await serveApp(); });
+after(() => stopServer());
+
+// What a short run leaves behind: the per-epoch values of the loss chart's text alternative and
+// the test report.
+async function shortRun(page) {
+  await click(page, 'train');
+  await waitForState(page, 'training', MINUTE);
+  await waitForState(page, 'done', 15 * MINUTE);
+  return {
+    curve: await page.$eval('[data-testid="chart-loss"] table', (table) => table.textContent),
+    report: await text(page, 'report-test'),
+  };
+}
+
+for (const engine of BROWSERS) {
+  test(`${engine}: the CPU trains on every core, shown and editable, to the same bits as on one`, { timeout: 30 * MINUTE }, async () => {
+    const { browser, page, errors, open } = await openPage({ engine, query: '?backend=cpu&epochs=2&limit=2000&batch=64&seed=5' });
+    try {
+      await open();
+      await waitForState(page, 'idle', 5 * MINUTE);
+      const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+      assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'trunk serve sends COOP and COEP');
+      assert.equal(await valueOf(page, 'threads'), String(cores), 'the thread count defaults to the cores');
+      const shown = await text(page, 'backend-active');
+      console.log(`${engine} threads: ${shown}`);
+      assert.match(shown, new RegExp(`^cpu — chosen in the settings; ${cores} threads?$`));
+      const speedAll = await measureSpeed(page, 5 * MINUTE);
+      assert.equal(speedAll.threads, cores);
+      const all = await shortRun(page);
+
+      // A fresh worker on one thread, which takes the trained weights along (and shows their
+      // metrics again).
+      await typeInto(page, 'threads', '1');
+      await waitForState(page, 'done', 5 * MINUTE);
+      assert.match(await text(page, 'backend-active'), /; 1 thread$/);
+      assert.match(page.url(), /threads=1/);
+      const speedOne = await measureSpeed(page, 5 * MINUTE);
+      assert.equal(speedOne.threads, 1);
+      const one = await shortRun(page);
+      console.log(`${engine} threads: ${Math.round(speedAll.samples_per_second)} samples/s on ${cores} threads, `
+        + `${Math.round(speedOne.samples_per_second)} on 1 (x${(speedAll.samples_per_second / speedOne.samples_per_second).toFixed(2)})`);
+      console.log(`${engine} threads: ${all.report.match(/accuracy\s+[\d.]+%/)?.[0]} on both`);
+      assert.equal(one.curve, all.curve, 'the same curve on one thread and on all');
+      assert.equal(one.report, all.report, 'the same test report on one thread and on all');
+      assert.equal(await attr(page, 'backend-active', 'data-backend'), 'cpu');
+      assert.deepEqual(unexpected(errors), []);
+    } finally {
+      await browser.close();
+    }
+  });
+}
