@@ -224,9 +224,9 @@ fn train(args: TrainArgs) -> Result<(), Error> {
         match event {
             Event::Batch(_) => {}
             Event::Epoch(r) => println!(
-                "Epoch {}/{epochs} - {:.1}s - {:.0} samples/s - loss {:.4} - accuracy {:.4} - val_loss {:.4} - val_accuracy {:.4}",
-                r.epoch, r.seconds, r.samples_per_second,
-                r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy
+                "Epoch {}/{epochs} - {:.1}s ({:.1}s in steps) - {:.0} samples/s - loss {:.4} - accuracy {:.4} - val_loss {:.4} - val_accuracy {:.4} ({:.1}s)",
+                r.epoch, r.seconds, r.step_seconds, r.samples_per_second,
+                r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy, r.validation_seconds
             ),
             Event::Done { early_stopped } => {
                 if *early_stopped {

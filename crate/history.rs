@@ -15,7 +15,16 @@ pub struct EpochRecord {
     pub train_accuracy: f64,
     pub val_loss: f64,
     pub val_accuracy: f64,
+    /// From the epoch's start to its last batch: what `samples_per_second` divides by.
     pub seconds: f64,
+    /// The part of `seconds` spent in training steps (forward, backward, optimizer, the running
+    /// means' reads); the rest went between steps (in the browser: yielding to the worker's
+    /// messages).
+    #[serde(default)]
+    pub step_seconds: f64,
+    /// The validation pass after the last batch (not in `seconds`).
+    #[serde(default)]
+    pub validation_seconds: f64,
     pub samples_per_second: f64,
     pub backend: String,
 }
@@ -103,6 +112,8 @@ mod tests {
             val_loss,
             val_accuracy: 0.0,
             seconds: 0.0,
+            step_seconds: 0.0,
+            validation_seconds: 0.0,
             samples_per_second: 0.0,
             backend: "cpu".into(),
         }

@@ -91,6 +91,8 @@ mod tests {
             val_loss: 0.4,
             val_accuracy: 0.91,
             seconds: 3.0,
+            step_seconds: 2.5,
+            validation_seconds: 0.3,
             samples_per_second: 1000.0,
             backend: "cpu".into(),
         };

@@ -83,6 +83,8 @@ pub struct Trainer {
     read_every: usize,
     last_read: Option<(f64, f64)>,
     epoch_start: f64,
+    /// Seconds in this epoch's training steps so far.
+    step_seconds: f64,
     checkpoint: Option<Checkpoint>,
     done: bool,
 }
@@ -141,6 +143,7 @@ impl Trainer {
             correct: None,
             last_read: None,
             epoch_start: 0.0,
+            step_seconds: 0.0,
             done: resume
                 .as_ref()
                 .is_some_and(|c| c.finished(config.epochs, config.patience)),
@@ -214,9 +217,11 @@ impl Trainer {
         self.cursor = 0;
         self.last_read = None;
         self.epoch_start = now_seconds();
+        self.step_seconds = 0.0;
     }
 
     async fn train_batch(&mut self) -> Result<BatchProgress, Error> {
+        let step_start = now_seconds();
         let end = (self.cursor + self.config.batch_size).min(self.order.len());
         let indices = &self.order[self.cursor..end];
         let mut pixels = self.train.batch_pixels(indices);
@@ -272,7 +277,9 @@ impl Trainer {
         } else {
             None
         };
-        let elapsed = (now_seconds() - self.epoch_start).max(1e-9);
+        let now = now_seconds();
+        self.step_seconds += now - step_start;
+        let elapsed = (now - self.epoch_start).max(1e-9);
         let samples_per_second = self.cursor as f64 / elapsed;
         Ok(BatchProgress {
             epoch: self.epochs_done() + 1,
@@ -324,6 +331,7 @@ impl Trainer {
         self.correct = None;
         let inference = self.model.valid();
         let inner = self.device.clone().inner();
+        let validation_start = now_seconds();
         let on_validation = evaluate(
             &inference,
             &self.validation,
@@ -332,6 +340,7 @@ impl Trainer {
             |_| std::future::ready(()),
         )
         .await?;
+        let validation_seconds = now_seconds() - validation_start;
         let record = EpochRecord {
             epoch: self.epochs_done() + 1,
             train_loss,
@@ -339,6 +348,8 @@ impl Trainer {
             val_loss: on_validation.loss,
             val_accuracy: on_validation.accuracy(self.validation.labels()),
             seconds,
+            step_seconds: self.step_seconds,
+            validation_seconds,
             samples_per_second: self.train.len() as f64 / seconds.max(1e-9),
             backend: self.backend.clone(),
         };

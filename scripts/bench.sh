@@ -43,12 +43,31 @@ for (const browser of ['firefox', 'chrome']) {
   }
 }
 const machine = `${os.cpus().length} x ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`;
-fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), machine, rows }, null, 2));
+// The modules the browser runs above (trunk serve's dist/), as a first visit downloads them.
+const zlib = require('zlib');
+const modules = ['mnist7k_bg.wasm', 'mnist7k-threads_bg.wasm'].filter((f) => fs.existsSync(`dist/${f}`)).map((file) => {
+  const bytes = fs.readFileSync(`dist/${file}`);
+  const brotli = zlib.brotliCompressSync(bytes, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
+  return { file, raw: bytes.length, gzip: zlib.gzipSync(bytes, { level: 9 }).length, brotli };
+});
+fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), machine, rows, modules }, null, 2));
 console.log(`\nmachine: ${machine}\n`);
 console.log('| where | backend | threads | samples/s | ms/batch | GFLOP/s | first batch (s) | loss after | peak MiB |');
 console.log('|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   console.log(`| ${r.where} | ${r.backend} | ${r.backend === 'cpu' ? r.threads ?? 1 : '–'} | ${r.samples_per_second.toFixed(0)} | ${r.ms_per_batch.toFixed(1)} | ${r.gflops.toFixed(2)} | ${r.first_batch_seconds.toFixed(2)} | ${r.final_loss.toFixed(3)} | ${r.peak_memory_mib?.toFixed(0) ?? '–'} |`);
+}
+const mb = (n) => (n / 1e6).toFixed(2);
+for (const m of modules) console.log(`\n${m.file}: ${mb(m.raw)} MB, gzip ${mb(m.gzip)} MB, brotli ${mb(m.brotli)} MB`);
+const timed = rows.filter((r) => r.open_to_idle_seconds);
+if (timed.length > 0) {
+  console.log('\n| where | backend | threads | page to idle, first visit (s) | reload (s) | epoch (s) | in steps | between steps | validation |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const r of timed) {
+    const e = r.epoch;
+    const split = e ? `${e.seconds.toFixed(1)} | ${e.step_seconds.toFixed(1)} | ${(e.seconds - e.step_seconds).toFixed(1)} | ${e.validation_seconds.toFixed(1)}` : '– | – | – | –';
+    console.log(`| ${r.where} | ${r.backend} | ${r.backend === 'cpu' ? r.threads ?? 1 : '–'} | ${r.open_to_idle_seconds.uncached.toFixed(1)} | ${r.open_to_idle_seconds.cached.toFixed(1)} | ${split} |`);
+  }
 }
 NODE
 rm -rf "$tmp"

@@ -91,6 +91,15 @@ fn two_short_epochs_learn_mnist_and_report_metrics() {
         .collect();
     assert_eq!(epochs.len(), 2);
     assert!(epochs[1].val_loss < epochs[0].val_loss, "{epochs:?}");
+    // Where each epoch's time went: steps are part of the epoch, validation comes after it.
+    for r in &epochs {
+        println!(
+            "epoch {}: {:.2} s, {:.2} s in steps, validation {:.2} s",
+            r.epoch, r.seconds, r.step_seconds, r.validation_seconds
+        );
+        assert!(0.0 < r.step_seconds && r.step_seconds <= r.seconds, "{r:?}");
+        assert!(r.validation_seconds > 0.0, "{r:?}");
+    }
     let batches = events
         .iter()
         .filter(|e| matches!(e, Event::Batch(_)))
@@ -452,6 +461,8 @@ fn a_network_over_budget_or_another_networks_checkpoint_is_refused() {
             val_loss: 1.0,
             val_accuracy: 0.5,
             seconds: 1.0,
+            step_seconds: 0.9,
+            validation_seconds: 0.1,
             samples_per_second: 1.0,
             backend: "cpu".into(),
         },

@@ -32,6 +32,7 @@ const progress = createProgress({
   notice: $('notice'),
   bar: $('progress'),
   text: $('progress-text'),
+  epochTime: testid('epoch-time'),
   bench: testid('bench-result'),
 });
 const lossChart = createChart($('chart-loss'), { title: 'loss (cross-entropy)', digits: 2, log: true });
@@ -226,6 +227,7 @@ function onEvent(event) {
     }
   } else if (event.type === 'epoch') {
     onEpoch(event);
+    progress.epoch(event);
   }
   redraw();
 }

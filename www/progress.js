@@ -1,6 +1,6 @@
 // Status line, backend label, notices and the progress bar with speed and ETA.
 
-export function createProgress({ status, backend, notice, bar, text, bench }) {
+export function createProgress({ status, backend, notice, bar, text, epochTime, bench }) {
   function setStatus(state, message) {
     status.dataset.state = state;
     status.textContent = message;
@@ -42,6 +42,17 @@ export function createProgress({ status, backend, notice, bar, text, bench }) {
       + `${Math.round(event.samples_per_second)} samples/s · epoch ends in ${formatEta(event.epoch_eta_seconds)}`;
   }
 
+  // Where the last epoch's time went: training steps, between them (the worker's messages), and
+  // the validation pass; data-epoch keeps the record for scripts/bench-browser.mjs.
+  function epoch(record) {
+    const s = (seconds) => `${seconds.toFixed(1)} s`;
+    epochTime.hidden = false;
+    epochTime.textContent = `epoch ${record.epoch}: ${s(record.seconds + record.validation_seconds)} — `
+      + `${s(record.step_seconds)} in training steps, ${s(record.seconds - record.step_seconds)} between them, `
+      + `${s(record.validation_seconds)} validating`;
+    epochTime.dataset.epoch = JSON.stringify(record);
+  }
+
   // Metrics run the network over 70,000 images: the bar shows how far that is.
   function evaluation(done, total) {
     bar.max = total;
@@ -66,5 +77,5 @@ export function createProgress({ status, backend, notice, bar, text, bench }) {
     bench.dataset.result = JSON.stringify(result);
   }
 
-  return { setStatus, setKind, showNotice, addNotice, setBackend, batch, evaluation, showBench };
+  return { setStatus, setKind, showNotice, addNotice, setBackend, batch, epoch, evaluation, showBench };
 }
