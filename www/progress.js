@@ -73,7 +73,9 @@ export function createProgress({ status, backend, notice, bar, text, epochTime, 
     const threads = backendName === 'cpu' ? ` (${result.threads} thread${result.threads === 1 ? '' : 's'})` : '';
     bench.textContent = `Speed on ${backendName}${threads}: ${Math.round(result.samples_per_second).toLocaleString('en')} samples/s · `
       + `${result.ms_per_batch.toFixed(1)} ms per batch of ${result.batch_size} · ${result.gflops.toFixed(2)} GFLOP/s · `
-      + `loss ${result.final_loss.toFixed(3)} after ${result.batches} batches (first batch ${result.first_batch_seconds.toFixed(1)} s)`;
+      + `loss ${result.final_loss.toFixed(3)} after ${result.batches} batches (first batch ${result.first_batch_seconds.toFixed(1)} s)`
+      + (result.dispatches_per_step === undefined ? ''
+        : ` · ${result.dispatches_per_step.toFixed(0)} dispatches and ${result.reads_per_step.toFixed(1)} reads per step`);
     bench.dataset.result = JSON.stringify(result);
   }
 

@@ -158,11 +158,12 @@ async function rememberVerdict(adapter, figures) {
   await cache?.put(autoKey(adapter), new Response(JSON.stringify({ ...figures, at: Date.now() }))).catch(() => {});
 }
 
-function verdictOf({ gpu, cpu }, adapter, remembered) {
+function verdictOf({ gpu, cpu, perStep }, adapter, remembered) {
   const figures = `webgpu ${perSecond(gpu)} samples/s, cpu ${perSecond(cpu)} samples/s`;
   const name = cpu >= gpu ? 'cpu' : 'webgpu';
   const how = remembered ? 'timed on an earlier visit' : 'just timed';
-  return { name, reason: `${figures} (${how}): using ${name} (${adapter})`, gpu: name === 'webgpu', figures: { gpu, cpu } };
+  const cost = perStep ? `; webgpu: ${Math.round(perStep.dispatches)} dispatches and ${perStep.reads.toFixed(1)} reads per step` : '';
+  return { name, reason: `${figures} (${how}): using ${name} (${adapter}${cost})`, gpu: name === 'webgpu', figures: { gpu, cpu } };
 }
 
 // WebGPU is the selected backend when this starts.
@@ -175,16 +176,19 @@ async function fasterOfBoth(adapter) {
   }
   status('loading', 'Timing a few training batches on WebGPU and on the CPU to pick the faster…');
   let gpu;
+  let perStep;
   try {
-    gpu = (await app.bench(PROBE)).samples_per_second;
+    const probe = await timed(PROBE);
+    gpu = probe.samples_per_second;
+    perStep = { dispatches: probe.dispatches_per_step, reads: probe.reads_per_step };
   } catch (error) {
     await app.useBackend('cpu');
     return { name: 'cpu', reason: `WebGPU failed while being timed: ${messageOf(error)}` };
   }
   await app.useBackend('cpu');
   const cpu = (await app.bench(PROBE)).samples_per_second;
-  await rememberVerdict(adapter, { gpu, cpu });
-  const verdict = verdictOf({ gpu, cpu }, adapter, false);
+  await rememberVerdict(adapter, { gpu, cpu, perStep });
+  const verdict = verdictOf({ gpu, cpu, perStep }, adapter, false);
   if (verdict.name === 'webgpu') await app.useBackend('webgpu');
   return verdict;
 }
@@ -299,12 +303,40 @@ function look(pixels) {
   }
 }
 
+// WebGPU's cost per training step, as the browser sees it: compute dispatches and buffer maps
+// (GPU-to-CPU reads). wgpu's calls go through these prototypes, which are patched once to count.
+const gpuCalls = { dispatches: 0, reads: 0 };
+if (self.GPUComputePassEncoder && self.GPUBuffer) {
+  const counted = (proto, name, key) => {
+    const original = proto[name];
+    if (!original) return;
+    proto[name] = function count(...args) {
+      gpuCalls[key] += 1;
+      return original.apply(this, args);
+    };
+  };
+  counted(GPUComputePassEncoder.prototype, 'dispatchWorkgroups', 'dispatches');
+  counted(GPUComputePassEncoder.prototype, 'dispatchWorkgroupsIndirect', 'dispatches');
+  counted(GPUBuffer.prototype, 'mapAsync', 'reads');
+}
+
+// A benchmark's result, with WebGPU's dispatches and reads per training step when it ran there.
+async function timed(config) {
+  const before = { ...gpuCalls };
+  const result = await app.bench(config);
+  if (result.backend === 'webgpu') {
+    result.dispatches_per_step = (gpuCalls.dispatches - before.dispatches) / result.batches;
+    result.reads_per_step = (gpuCalls.reads - before.reads) / result.batches;
+  }
+  return result;
+}
+
 // The speed test trains its own fresh model, so the status it interrupts comes back after it.
 async function bench({ config }) {
   const before = lastStatus;
   status('training', `Measuring the training speed on ${backend}…`);
   try {
-    post({ type: 'bench', result: await app.bench(config ?? null) });
+    post({ type: 'bench', result: await timed(config ?? null) });
   } catch (error) {
     post({ type: 'bench', error: messageOf(error) });
   }
