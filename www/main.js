@@ -13,6 +13,25 @@ import { createRuns } from './runs.js';
 const $ = (id) => document.getElementById(id);
 const testid = (id) => document.querySelector(`[data-testid="${id}"]`);
 
+// A host that sends no isolation headers gets them from a service worker (isolation-sw.js), which
+// takes over the page from its next load: the page reloads once, at most once per tab session.
+async function isolateThroughServiceWorker() {
+  if (self.crossOriginIsolated || !window.isSecureContext || !('serviceWorker' in navigator)) return false;
+  const ISOLATING = 'mnist7k-isolating';
+  try {
+    if (navigator.serviceWorker.controller || sessionStorage.getItem(ISOLATING)) return false;
+    await navigator.serviceWorker.register(new URL('isolation-sw.js', document.baseURI).href);
+    await navigator.serviceWorker.ready;
+    sessionStorage.setItem(ISOLATING, '1');
+  } catch {
+    // Storage or service workers refused (private windows, policies): one thread, said below.
+    return false;
+  }
+  window.location.reload();
+  return true;
+}
+if (await isolateThroughServiceWorker()) await new Promise(() => {});
+
 // The CPU trains on every core in the all-cores module (rayon on Web Workers that share its
 // memory), which needs a cross-origin isolated page; elsewhere, and for WebGPU, on one thread in
 // the other module. The thread count defaults to the cores the browser reports.

@@ -92,7 +92,12 @@ async function proxyBase() {
         const { status = 200, body, contentType } = route
           ? await route[1](url)
           : await fetch(url).then(async (r) => ({ status: r.status, body: Buffer.from(await r.arrayBuffer()), contentType: r.headers.get('content-type') }));
-        response.writeHead(status, contentType ? { 'Content-Type': contentType } : {});
+        // The isolation headers trunk serve sends, so that pages behind the proxy are the same.
+        response.writeHead(status, {
+          ...(contentType ? { 'Content-Type': contentType } : {}),
+          'Cross-Origin-Opener-Policy': 'same-origin',
+          'Cross-Origin-Embedder-Policy': 'require-corp',
+        });
         response.end(body);
       } catch (error) {
         response.writeHead(502);

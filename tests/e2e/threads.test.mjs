@@ -1,8 +1,12 @@
 // End-to-end: every core for CPU training. The page is cross-origin isolated, loads the all-cores
 // module, shows its thread count and takes a new one from the settings; the same seed trains to
-// the same bits on one thread and on two (same curve, same per-class report).
+// the same bits on one thread and on two (same curve, same per-class report). Served by a plain
+// static server that sends no isolation headers, the page gets them from its service worker.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { extname, join, normalize } from 'node:path';
 import {
   BROWSERS, MINUTE, attr, click, measureSpeed, openPage, serveApp, text, typeInto, unexpected, valueOf, waitForState,
 } from './harness.mjs';
@@ -10,6 +14,25 @@ import {
 let stopServer = () => {};
 before(async () => { stopServer = await serveApp(); });
 after(() => stopServer());
+
+// dist/ (which trunk serve keeps built) as any static host serves it: files and their types,
+// no other headers.
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.gz': 'application/gzip' };
+async function serveStatic() {
+  const server = createServer(async (request, response) => {
+    const path = normalize(decodeURIComponent(new URL(request.url, 'http://x').pathname)).replace(/^\/+/, '');
+    try {
+      const body = await readFile(join('dist', path || 'index.html'));
+      response.writeHead(200, { 'Content-Type': TYPES[extname(path || 'index.html')] ?? 'application/octet-stream' });
+      response.end(body);
+    } catch {
+      response.writeHead(404);
+      response.end();
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { base: `http://127.0.0.1:${server.address().port}/`, stop: () => server.close() };
+}
 
 // What a short run leaves behind: the per-epoch values of the loss chart's text alternative and
 // the test report.
@@ -24,6 +47,25 @@ async function shortRun(page) {
 }
 
 for (const engine of BROWSERS) {
+  test(`${engine}: on a static host without isolation headers, the service worker brings every core`, { timeout: 10 * MINUTE }, async () => {
+    const host = await serveStatic();
+    const { browser, page, errors } = await openPage({ engine });
+    try {
+      await page.goto(`${host.base}?backend=cpu`);
+      await waitForState(page, 'idle', 5 * MINUTE);
+      const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+      assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'isolated after the one reload');
+      assert.equal(await page.evaluate(() => Boolean(navigator.serviceWorker.controller)), true);
+      const shown = await text(page, 'backend-active');
+      console.log(`${engine} static host: ${shown}`);
+      assert.match(shown, new RegExp(`^cpu — chosen in the settings; ${cores} threads?$`));
+      assert.deepEqual(unexpected(errors), []);
+    } finally {
+      await browser.close();
+      host.stop();
+    }
+  });
+
   test(`${engine}: the CPU trains on every core, shown and editable, to the same bits as on one`, { timeout: 30 * MINUTE }, async () => {
     const { browser, page, errors, open } = await openPage({ engine, query: '?backend=cpu&epochs=2&limit=2000&batch=64&seed=5' });
     try {
