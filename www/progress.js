@@ -43,10 +43,10 @@ export function createProgress({ status, backend, notice, bar, text, epochTime, 
   }
 
   // Where the last epoch's time went: training steps, between them (the worker's messages), and
-  // the validation pass; data-epoch keeps the record for scripts/bench-browser.mjs.
+  // the validation pass; data-epoch keeps the record for scripts/bench-browser.mjs. The line is
+  // always there ("—" until an epoch ends), so that the page below it never moves.
   function epoch(record) {
     const s = (seconds) => `${seconds.toFixed(1)} s`;
-    epochTime.hidden = false;
     epochTime.textContent = `epoch ${record.epoch}: ${s(record.seconds + record.validation_seconds)} — `
       + `${s(record.step_seconds)} in training steps, ${s(record.seconds - record.step_seconds)} between them, `
       + `${s(record.validation_seconds)} validating`;

@@ -282,7 +282,15 @@ export function downloaded(page, css) {
 // events and returns the prediction the page shows.
 export async function drawSeven(page) {
   const pad = await page.$(selector('pad'));
-  await pad.scrollIntoView();
+  // The pad is brought to a whole-pixel position in the viewport: pages laid out differently above
+  // it leave it at different fractions of a pixel (0.2 px apart in Firefox between a trained and
+  // a restored page), the pointer's positions are rounded, and the same 7 then inks differently.
+  await page.$eval(selector('pad'), (e) => {
+    e.scrollIntoView({ block: 'center', behavior: 'instant' });
+    const { top, left } = e.getBoundingClientRect();
+    window.scrollBy({ top: top - Math.round(top), left: left - Math.round(left), behavior: 'instant' });
+  });
+  await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
   const box = await pad.boundingBox();
   const at = (fx, fy) => [box.x + box.width * fx, box.y + box.height * fy];
   await page.mouse.move(...at(0.3, 0.2));

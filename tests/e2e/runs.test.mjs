@@ -86,8 +86,10 @@ for (const engine of BROWSERS) {
         input.dispatchEvent(new Event('change', { bubbles: true }));
       });
 
-      // A third run of three epochs, reloaded once its first epoch is saved.
+      // A third run of three longer epochs (6,000 images: on every core, three epochs of 1,024
+      // end within the second the test waits), reloaded once its first epoch is saved.
       await typeInto(page, 'epochs', '3');
+      await typeInto(page, 'limit', '6000');
       await click(page, 'train');
       await waitForRows(page, (list) => list.some((r) => r.cells[2].textContent === '1' && /running/.test(r.cells[7].textContent)), 'the third run after epoch 1', 5 * MINUTE);
       const before = (await rows(page)).find((r) => r.state === 'running');
