@@ -2,6 +2,9 @@
 //! `scripts/build-threads.sh`), which trains with rayon over Web Workers and leaves WebGPU to
 //! the other module.
 fn main() {
+    // Without this cargo reruns the script, and rebuilds the crate, whenever any file of the
+    // package changes: the page's scripts, the tests, a screenshot a test writes.
+    println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rustc-check-cfg=cfg(threads)");
     let wasm = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|arch| arch == "wasm32");
     let atomics = std::env::var("CARGO_CFG_TARGET_FEATURE")

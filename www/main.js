@@ -365,6 +365,12 @@ const handlers = {
   },
 };
 
+// Instantiating the module and starting its threads takes a second or two; a worker that never
+// answers (a thread that never starts, a request the server holds) must not leave the page
+// loading in silence: past this, it is a failed start (the all-cores module falls back to one
+// thread, with the reason).
+const MODULE_START_MS = 60_000;
+
 // The CPU goes to the all-cores module; WebGPU (and "auto", which times it) to the other, which
 // hands over to the all-cores module when the CPU wins.
 function startWorker(choice, reason, onReady) {
@@ -384,15 +390,11 @@ function startWorker(choice, reason, onReady) {
       return;
     }
     if (data.type === 'module-failed') {
-      if (variant !== 'threads') {
-        progress.setStatus('error', `The WebAssembly module could not start: ${data.message}`);
-        return;
-      }
-      // A browser without wasm threads, say: one thread in the other module.
-      singleThreadReason = `the all-cores module could not start: ${data.message}`;
-      startWorker(choice, reason, onReady);
+      moduleFailed(data.message);
       return;
     }
+    if (data.type === 'status') stage = data.text;
+    if (data.type === 'settings') clearTimeout(watchdog);
     if (data.type === 'backend') {
       const cores = data.name !== 'cpu' ? ''
         : `; ${data.threads} thread${data.threads === 1 ? '' : 's'}${singleThreadReason ? ` (${singleThreadReason})` : ''}`;
@@ -404,11 +406,32 @@ function startWorker(choice, reason, onReady) {
   current.onerror = (event) => {
     event.preventDefault();
     if (worker !== current) return;
+    clearTimeout(watchdog);
     trainingFailed({ kind: 'crash', recovery: 'report', message: event.message || 'the worker could not start' });
   };
-  progress.setStatus('loading', variant === 'threads' ? `Loading the all-cores WebAssembly module (${threads} threads)…` : 'Loading the WebAssembly module…');
+  // A browser without wasm threads, say: one thread in the other module.
+  const moduleFailed = (message) => {
+    clearTimeout(watchdog);
+    if (variant !== 'threads') {
+      progress.setStatus('error', `The WebAssembly module could not start: ${message}`);
+      return;
+    }
+    singleThreadReason = `the all-cores module could not start: ${message}`;
+    startWorker(choice, reason, onReady);
+  };
+  let stage = variant === 'threads' ? `Loading the all-cores WebAssembly module (${threads} threads)…` : 'Loading the WebAssembly module…';
+  let watchdog;
+  progress.setStatus('loading', stage);
   wasmModule(variant).then(
-    (module) => current.postMessage({ type: 'start', module, variant, threads, backendChoice: choice, dataBase: new URL('data/', document.baseURI).href }),
+    (module) => {
+      if (worker !== current) return;
+      current.postMessage({ type: 'start', module, variant, threads, backendChoice: choice, dataBase: new URL('data/', document.baseURI).href });
+      watchdog = setTimeout(() => {
+        if (worker !== current) return;
+        current.terminate();
+        moduleFailed(`no answer within ${MODULE_START_MS / 1000} s (at "${stage}")`);
+      }, MODULE_START_MS);
+    },
     (error) => {
       if (variant === 'threads') {
         singleThreadReason = `the all-cores module could not be loaded: ${error.message}`;

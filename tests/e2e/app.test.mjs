@@ -57,8 +57,8 @@ async function seeInside(page, engine) {
     ['conv2d', 8, 26, 8], ['conv2d_1', 8, 24, 8], ['conv2d_2', 16, 10, 16], ['conv2d_3', 16, 8, 16],
   ]);
   assert.ok(maps.every((m) => m.largest > 0), 'every convolution responds to the 7');
-  await mkdir('test-output', { recursive: true });
-  const path = `test-output/inside-${engine}.png`;
+  await mkdir('tests/output', { recursive: true });
+  const path = `tests/output/inside-${engine}.png`;
   await (await page.$('#inside')).screenshot({ path });
   console.log(`${engine} inside: screenshot in ${path}`);
   // Cleared, the pad leaves the filters and takes the maps away.

@@ -1,7 +1,8 @@
 // End-to-end: every core for CPU training. The page is cross-origin isolated, loads the all-cores
 // module, shows its thread count and takes a new one from the settings; the same seed trains to
 // the same bits on one thread and on two (same curve, same per-class report). Served by a plain
-// static server that sends no isolation headers, the page gets them from its service worker.
+// static server that sends no isolation headers, the page gets them from its service worker. A
+// module whose start never answers leaves the page on one thread, saying why.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -63,6 +64,22 @@ for (const engine of BROWSERS) {
     } finally {
       await browser.close();
       host.stop();
+    }
+  });
+
+  test(`${engine}: an all-cores module that never answers gives way to one thread, with the reason`, { timeout: 10 * MINUTE }, async () => {
+    // The request for its script is held forever, as a stalled server would.
+    const held = [[(url) => url.endsWith('/mnist7k-threads.js'), () => new Promise(() => {})]];
+    const { browser, page, errors, open } = await openPage({ engine, query: '?backend=cpu', routes: held });
+    try {
+      await open();
+      await waitForState(page, 'idle', 5 * MINUTE);
+      const shown = await text(page, 'backend-active');
+      console.log(`${engine} held module: ${shown}`);
+      assert.match(shown, /^cpu — chosen in the settings; 1 thread \(the all-cores module could not start: no answer within 60 s \(at "Loading the all-cores WebAssembly module \(\d+ threads\)…"\)\)$/);
+      assert.deepEqual(unexpected(errors), []);
+    } finally {
+      await browser.close();
     }
   });
 
