@@ -66,14 +66,6 @@ fn one() -> usize {
     1
 }
 
-/// Threads the CPU backend computes on.
-pub fn cpu_threads() -> usize {
-    #[cfg(any(not(target_arch = "wasm32"), threads))]
-    return rayon::current_num_threads();
-    #[cfg(all(target_arch = "wasm32", not(threads)))]
-    1
-}
-
 /// Peak memory so far, in MiB: the wasm heap in a browser (linear memory only grows, so its size
 /// is its peak), the process's resident peak natively (Linux `VmHWM`; `None` elsewhere).
 pub fn peak_memory_mib() -> Option<f64> {
@@ -160,7 +152,7 @@ pub async fn run(
         gflops: samples_per_second * flop_per_sample / 1e9,
         window_samples_per_second: windows,
         first_batch_seconds,
-        threads: cpu_threads(),
+        threads: crate::threads::cpu_threads(),
         final_loss: loss,
         peak_memory_mib: peak_memory_mib(),
     })

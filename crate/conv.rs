@@ -498,11 +498,12 @@ mod kernels {
         grad: &[f32],
     ) -> Vec<f32> {
         let mut out = vec![0.0; channels];
-        for image in grad.chunks_exact(channels * plane).take(batch) {
-            for (o, values) in out.iter_mut().zip(image.chunks_exact(plane)) {
-                *o += values.iter().sum::<f32>();
+        // One channel per part, its images added in order: the same sums on any thread count.
+        for_each_part(&mut out, 1, |c, sum| {
+            for image in grad.chunks_exact(channels * plane).take(batch) {
+                sum[0] += image[c * plane..][..plane].iter().sum::<f32>();
             }
-        }
+        });
         out
     }
 }

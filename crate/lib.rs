@@ -8,7 +8,7 @@
 //! settings, their ranges and choices), [`training`] (the recipe), [`loss`], [`schedule`]
 //! (optimizers and learning rates), [`optimizer`] (steps with a state that survives a reload), [`search`] (the best network under the budget), [`augment`] (shifts and rotations), [`rng`], [`history`] (early stopping),
 //! [`evaluation`] and [`metrics`] (reports), [`weights`] (portable parameters), [`run`] (a kept run: the page's storage, the CLI's `--json`), [`pad`] (drawing
-//! preprocessing), [`backend`] (device choice) and [`error`] (failures by kind). `web` holds
+//! preprocessing), [`backend`] (device choice), [`threads`] (the CPU's) and [`error`] (failures by kind). `web` holds
 //! the thin wasm-bindgen conversion layer.
 
 pub mod augment;
@@ -33,6 +33,7 @@ pub mod run;
 pub mod schedule;
 pub mod search;
 pub mod session;
+pub mod threads;
 pub mod training;
 pub mod weights;
 

@@ -18,6 +18,7 @@ use crate::model::{Cnn, PIXELS};
 use crate::optimizer::Stepper;
 use crate::rng::SplitMix64;
 use crate::schedule::learning_rate;
+use crate::threads::in_pool;
 use crate::weights::ModelWeights;
 
 /// Where training stands after a batch.
@@ -220,9 +221,9 @@ impl Trainer {
         self.step_seconds = 0.0;
     }
 
-    async fn train_batch(&mut self) -> Result<BatchProgress, Error> {
-        let step_start = now_seconds();
-        let end = (self.cursor + self.config.batch_size).min(self.order.len());
+    /// One optimizer step on the images from the cursor to `end`: their summed loss and the
+    /// number right, still on the device.
+    fn learn(&mut self, end: usize) -> (Tensor<1>, Tensor<1, Int>) {
         let indices = &self.order[self.cursor..end];
         let mut pixels = self.train.batch_pixels(indices);
         self.config
@@ -256,9 +257,16 @@ impl Trainer {
             .equal(targets.inner())
             .int()
             .sum();
-        self.cursor = end;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self.optimizer.step(rate, self.model.clone(), grads);
+        (batch_loss, batch_correct)
+    }
+
+    async fn train_batch(&mut self) -> Result<BatchProgress, Error> {
+        let step_start = now_seconds();
+        let end = (self.cursor + self.config.batch_size).min(self.order.len());
+        let (batch_loss, batch_correct) = in_pool(|| self.learn(end));
+        self.cursor = end;
 
         self.loss_sum = Some(match self.loss_sum.take() {
             Some(sum) => sum + batch_loss,

@@ -669,3 +669,44 @@ fn the_best7k_preset_fits_the_budget_and_trains_with_its_own_recipe() {
     println!("{expected}");
     assert!(text.contains(&expected), "{expected} missing from:\n{text}");
 }
+
+/// The same run on 1, 2 and 3 threads: the same losses and weights to the bit. The convolutions
+/// split their work by image and sum the weight gradient in fixed groups, whatever the count
+/// (the browser's all-cores module runs the same code on its Web Workers).
+#[test]
+fn the_thread_count_does_not_change_a_run() {
+    let (train_file, test) = data();
+    let config = TrainConfig {
+        epochs: 2,
+        limit: Some(1_200),
+        batch_size: 64,
+        ..TrainConfig::default()
+    };
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        // The session lives on the pool's thread, where the run starts.
+        let run = pool.install(|| {
+            let session = Session::new();
+            session.set_data(train_file.clone(), test.clone());
+            pollster::block_on(session.use_backend("cpu")).unwrap();
+            train(&session, config.clone(), None);
+            session.checkpoint().unwrap()
+        });
+        let losses: Vec<_> = run
+            .history
+            .iter()
+            .map(|r| (r.train_loss, r.val_loss))
+            .collect();
+        (losses, run.weights)
+    };
+    let (one, one_weights) = on(1);
+    println!("1 thread: {one:?}");
+    for threads in [2, 3] {
+        let (losses, weights) = on(threads);
+        assert_eq!(losses, one, "{threads} threads");
+        assert_eq!(distance(&weights, &one_weights), 0.0, "{threads} threads");
+    }
+}

@@ -260,12 +260,50 @@ function onEpoch(record) {
 
 // WebGPU failed (a device error or a trapped wasm instance): a fresh worker on the CPU resumes
 // from the last finished epoch.
+// The worker trains; the page keeps the time it last heard from it.
+let lastHeard = 0;
+function train(config, resume) {
+  lastHeard = Date.now();
+  worker.postMessage({ type: 'train', config, resume });
+}
+
+// A CPU training worker silent this long is lost: a batch takes well under a second, and every
+// epoch, validation pass and chunk of metrics posts something. (A thread of the all-cores module
+// that traps leaves the others waiting for it forever, in silence.) WebGPU is left out: its first
+// batch compiles shaders, minutes on a software adapter.
+const SILENT_MS = 120_000;
+setInterval(() => {
+  if (running && backendName === 'cpu' && Date.now() - lastHeard > SILENT_MS) {
+    workerLost(`the training worker stopped answering (nothing for ${SILENT_MS / 1000} s)`);
+  }
+}, 5_000);
+
+// A worker lost mid-run (a crash, or silence) is replaced, and nothing trained is lost: the best
+// weights of the finished epochs go to the new worker (drawing and Save use them), and the run
+// stays in the table as interrupted, offered for resuming from its last finished epoch.
+function workerLost(message) {
+  const kept = running?.checkpoint ?? null;
+  const epochs = kept?.history.length ?? 0;
+  if (running) runs.release();
+  running = null;
+  if (epochs > 0) {
+    latestWeights = JSON.stringify(kept.best_weights);
+    buttons.save.disabled = false;
+  }
+  progress.showNotice(epochs > 0
+    ? `Training stopped: ${message}. ${epochs === 1 ? 'The finished epoch is' : `The ${epochs} finished epochs are`} kept: the best one's weights are in use, and the run can be resumed from epoch ${epochs}.`
+    : `Training stopped: ${message}. No epoch had finished: train again to start over.`);
+  startWorker(controls.backendChoice(), null, () => {
+    if (epochs > 0) worker.postMessage({ type: 'load-weights', json: latestWeights, origin: 'restore' });
+  });
+}
+
 function fallBackToCpu(message) {
   const resume = running?.checkpoint ?? null;
   const epochs = resume ? resume.history.length : 0;
   progress.showNotice(`WebGPU failed (${message}). Training continues on the CPU from ${epochs ? `epoch ${epochs}'s weights` : 'the start'}.`);
   startWorker('cpu', 'WebGPU failed during training', () => {
-    worker.postMessage({ type: 'train', config: running.config, resume });
+    train(running.config, resume);
   });
 }
 
@@ -273,6 +311,10 @@ function trainingFailed({ kind, recovery, message, checkpoint, weights }) {
   benching = false;
   if (running && recovery === 'fall_back_to_cpu') {
     fallBackToCpu(message);
+    return;
+  }
+  if (running && kind === 'crash') {
+    workerLost(message);
     return;
   }
   const kept = checkpoint ?? running?.checkpoint ?? null;
@@ -360,7 +402,7 @@ const handlers = {
   // A file brings its architecture; weights restored into a fresh worker leave the editor alone
   // (it may have been edited since they were trained).
   'weights-loaded': ({ network, origin }) => {
-    progress.showNotice('Weights loaded.');
+    if (origin === 'file') progress.showNotice('Weights loaded.');
     if (network && origin === 'file') editor.setNetwork(network);
   },
 };
@@ -372,8 +414,10 @@ const handlers = {
 const MODULE_START_MS = 60_000;
 
 // The CPU goes to the all-cores module; WebGPU (and "auto", which times it) to the other, which
-// hands over to the all-cores module when the CPU wins.
-function startWorker(choice, reason, onReady) {
+// hands over to the all-cores module when the CPU wins. Auto times the CPU where it would train:
+// the other module passes WebGPU's figure (`gpuTimed`) to the all-cores one, which times its
+// threads against it and hands back when WebGPU wins.
+function startWorker(choice, reason, onReady, gpuTimed = null) {
   worker?.terminate();
   backendName = null;
   benching = false;
@@ -385,8 +429,17 @@ function startWorker(choice, reason, onReady) {
   // A replaced worker may still have messages in flight: only the current one is heard.
   current.onmessage = ({ data }) => {
     if (worker !== current) return;
+    lastHeard = Date.now();
     if (data.type === 'backend' && data.name === 'cpu' && variant === 'single' && singleThreadReason === null) {
       startWorker('cpu', reason ?? data.reason, onReady);
+      return;
+    }
+    if (data.type === 'gpu-timed') {
+      startWorker('cpu', null, onReady, data);
+      return;
+    }
+    if (data.type === 'prefer-webgpu') {
+      startWorker('webgpu', data.reason, onReady);
       return;
     }
     if (data.type === 'module-failed') {
@@ -398,7 +451,7 @@ function startWorker(choice, reason, onReady) {
     if (data.type === 'backend') {
       const cores = data.name !== 'cpu' ? ''
         : `; ${data.threads} thread${data.threads === 1 ? '' : 's'}${singleThreadReason ? ` (${singleThreadReason})` : ''}`;
-      data.reason = `${reason && data.name === 'cpu' ? reason : data.reason}${cores}`;
+      data.reason = `${reason && data.name === choice ? reason : data.reason}${cores}`;
     }
     handlers[data.type]?.(data);
     if (data.type === 'backend') onReady?.();
@@ -417,7 +470,7 @@ function startWorker(choice, reason, onReady) {
       return;
     }
     singleThreadReason = `the all-cores module could not start: ${message}`;
-    startWorker(choice, reason, onReady);
+    startWorker(choice, reason, onReady, gpuTimed);
   };
   let stage = variant === 'threads' ? `Loading the all-cores WebAssembly module (${threads} threads)…` : 'Loading the WebAssembly module…';
   let watchdog;
@@ -425,7 +478,8 @@ function startWorker(choice, reason, onReady) {
   wasmModule(variant).then(
     (module) => {
       if (worker !== current) return;
-      current.postMessage({ type: 'start', module, variant, threads, backendChoice: choice, dataBase: new URL('data/', document.baseURI).href });
+      const cpuThreads = singleThreadReason === null ? threads : null;
+      current.postMessage({ type: 'start', module, variant, threads, cpuThreads, gpuTimed, backendChoice: choice, dataBase: new URL('data/', document.baseURI).href });
       watchdog = setTimeout(() => {
         if (worker !== current) return;
         current.terminate();
@@ -435,7 +489,7 @@ function startWorker(choice, reason, onReady) {
     (error) => {
       if (variant === 'threads') {
         singleThreadReason = `the all-cores module could not be loaded: ${error.message}`;
-        startWorker(choice, reason, onReady);
+        startWorker(choice, reason, onReady, gpuTimed);
         return;
       }
       progress.setStatus('error', `The WebAssembly module could not be loaded: ${error.message}`);
@@ -465,7 +519,7 @@ buttons.train.addEventListener('click', () => {
     name: `${preset.selectedOptions[0]?.textContent ?? 'network'}, ${new Date().toLocaleTimeString('en-GB')}`,
   });
   setRunning(true);
-  worker.postMessage({ type: 'train', config, resume: null });
+  train(config, null);
 });
 
 // Carries on a run a reload interrupted, from its last finished epoch (weights and optimizer
@@ -483,7 +537,7 @@ function resumeRun(run) {
   runs.started({ run });
   setRunning(true);
   progress.showNotice(null);
-  worker.postMessage({ type: 'train', config: run.settings, resume: run.checkpoint });
+  train(run.settings, run.checkpoint);
 }
 
 buttons.bench.addEventListener('click', () => {

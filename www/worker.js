@@ -109,8 +109,10 @@ async function loadData(base) {
 }
 
 // Picks the backend: WebGPU when asked for (or auto) and an adapter exists, the CPU otherwise,
-// always with the reason shown to the person.
-async function chooseBackend(choice) {
+// always with the reason shown to the person. Null: another worker carries on (auto's timing
+// of the CPU on every core, or WebGPU after it lost).
+async function chooseBackend(choice, cpuThreads, gpuTimed) {
+  if (gpuTimed) return cpuAgainst(gpuTimed);
   if (choice === 'cpu') return { name: 'cpu', reason: 'chosen in the settings' };
   if (!('gpu' in navigator) || !navigator.gpu) {
     return { name: 'cpu', reason: 'this browser has no WebGPU' };
@@ -130,7 +132,7 @@ async function chooseBackend(choice) {
   const info = adapter.info || {};
   const what = [info.vendor, info.architecture, info.device].filter(Boolean).join(' ') || 'adapter found';
   if (choice === 'webgpu') return { name: 'webgpu', reason: `chosen in the settings (${what})`, gpu: true };
-  return fasterOfBoth(what);
+  return fasterOfBoth(what, cpuThreads);
 }
 
 // What "auto" times on each backend: ten batches of 64 of the report's network, the first two
@@ -143,19 +145,20 @@ const perSecond = (value) => Math.round(value).toLocaleString('en');
 // to repeat on every visit. Choosing webgpu or cpu in the settings overrides it.
 const AUTO_CACHE = 'mnist7k-auto-v1';
 const REMEMBERED_MS = 7 * 24 * 3600 * 1000;
-const autoKey = (adapter) => new URL(`auto-backend/${encodeURIComponent(adapter)}`, self.location.href).href;
+// The CPU's figure depends on its thread count, so the verdict is kept per adapter and count.
+const autoKey = (adapter, cpuThreads) => new URL(`auto-backend/${encodeURIComponent(adapter)}/${cpuThreads}`, self.location.href).href;
 
-async function rememberedVerdict(adapter) {
+async function rememberedVerdict(adapter, cpuThreads) {
   const cache = await openCache(AUTO_CACHE);
-  const response = await cache?.match(autoKey(adapter)).catch(() => undefined);
+  const response = await cache?.match(autoKey(adapter, cpuThreads)).catch(() => undefined);
   const verdict = await response?.json().catch(() => null);
   const fresh = verdict && Date.now() - verdict.at < REMEMBERED_MS && Number.isFinite(verdict.gpu + verdict.cpu);
   return fresh ? verdict : null;
 }
 
-async function rememberVerdict(adapter, figures) {
+async function rememberVerdict(adapter, cpuThreads, figures) {
   const cache = await openCache(AUTO_CACHE);
-  await cache?.put(autoKey(adapter), new Response(JSON.stringify({ ...figures, at: Date.now() }))).catch(() => {});
+  await cache?.put(autoKey(adapter, cpuThreads), new Response(JSON.stringify({ ...figures, at: Date.now() }))).catch(() => {});
 }
 
 function verdictOf({ gpu, cpu, perStep }, adapter, remembered) {
@@ -166,9 +169,10 @@ function verdictOf({ gpu, cpu, perStep }, adapter, remembered) {
   return { name, reason: `${figures} (${how}): using ${name} (${adapter}${cost})`, gpu: name === 'webgpu', figures: { gpu, cpu } };
 }
 
-// WebGPU is the selected backend when this starts.
-async function fasterOfBoth(adapter) {
-  const known = await rememberedVerdict(adapter);
+// WebGPU is the selected backend when this starts. The CPU is timed on the threads it will train
+// on: here (this module's one), or in the all-cores module, where the page takes WebGPU's figure.
+async function fasterOfBoth(adapter, cpuThreads) {
+  const known = await rememberedVerdict(adapter, cpuThreads ?? threads);
   if (known) {
     const verdict = verdictOf(known, adapter, true);
     if (verdict.name === 'cpu') await app.useBackend('cpu');
@@ -185,19 +189,38 @@ async function fasterOfBoth(adapter) {
     await app.useBackend('cpu');
     return { name: 'cpu', reason: `WebGPU failed while being timed: ${messageOf(error)}` };
   }
+  if (cpuThreads && cpuThreads !== threads) {
+    post({ type: 'gpu-timed', adapter, gpu, perStep });
+    return null;
+  }
+  const verdict = await cpuAgainst({ adapter, gpu, perStep });
+  if (verdict.name === 'webgpu') await app.useBackend('webgpu');
+  return verdict;
+}
+
+// The CPU timed against WebGPU's figure, and the verdict kept. Where WebGPU wins
+// and this module cannot run it, the page starts one that can.
+async function cpuAgainst({ adapter, gpu, perStep }) {
+  status('loading', `Timing a few training batches on the CPU (${threads} thread${threads === 1 ? '' : 's'})…`);
   await app.useBackend('cpu');
   const cpu = (await app.bench(PROBE)).samples_per_second;
-  await rememberVerdict(adapter, { gpu, cpu, perStep });
+  await rememberVerdict(adapter, threads, { gpu, cpu, perStep });
   const verdict = verdictOf({ gpu, cpu, perStep }, adapter, false);
-  if (verdict.name === 'webgpu') await app.useBackend('webgpu');
+  if (verdict.name === 'webgpu' && variantLoaded === 'threads') {
+    post({ type: 'prefer-webgpu', reason: verdict.reason });
+    return null;
+  }
   return verdict;
 }
 
 // The all-cores module's thread count: rayon's pool is built once per instance, so a new count
 // takes a new worker (the page starts one).
 let threads = 1;
+// Which build this worker runs: the all-cores one has no WebGPU.
+let variantLoaded = null;
 
 async function instantiate(variant, module, wanted) {
+  variantLoaded = variant;
   lib = await import(LIBRARIES[variant]);
   await lib.default({ module_or_path: module });
   if (variant === 'threads') {
@@ -208,7 +231,7 @@ async function instantiate(variant, module, wanted) {
   }
 }
 
-async function start({ module, variant, threads: wanted, backendChoice, dataBase }) {
+async function start({ module, variant, threads: wanted, backendChoice, cpuThreads, gpuTimed, dataBase }) {
   initialised = instantiate(variant, module, wanted);
   try {
     await initialised;
@@ -222,7 +245,8 @@ async function start({ module, variant, threads: wanted, backendChoice, dataBase
     app = new lib.Mnist7k();
     const data = await loadData(dataBase);
     post({ type: 'data', summary: data });
-    const chosen = await chooseBackend(backendChoice);
+    const chosen = await chooseBackend(backendChoice, cpuThreads, gpuTimed);
+    if (!chosen) return;
     if (chosen.name === 'cpu') await app.useBackend('cpu');
     backend = chosen.name;
     post({ type: 'backend', name: chosen.name, reason: chosen.reason, figures: chosen.figures ?? null, threads });

@@ -97,6 +97,9 @@ for (const engine of BROWSERS) {
       assert.ok(number(gpu) > 0 && number(cpu) > 0, shown);
       assert.equal(used, number(cpu) >= number(gpu) ? 'cpu' : 'webgpu', shown);
       assert.equal(await attr(page, 'backend-active', 'data-backend'), used);
+      // The CPU was timed where it trains: on every core of the all-cores module.
+      const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+      if (used === 'cpu') assert.match(shown, new RegExp(`; ${cores} threads?$`));
       // The next visit takes the verdict without timing again.
       await page.reload();
       await waitForState(page, 'idle', 5 * MINUTE);

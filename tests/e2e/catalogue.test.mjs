@@ -244,6 +244,55 @@ for (const engine of BROWSERS) {
     }
   });
 
+  // A worker lost mid-run on the CPU: a trap (its error event), or silence (a dead thread of the
+  // all-cores module leaves the others waiting forever). The page replaces the worker, keeps the
+  // finished epoch's weights, offers the run for resuming, and the resumed run finishes.
+  const LOST = [
+    ['crashes', 'self.dispatchEvent(new ErrorEvent(\'error\', { message: \'simulated trap\' }))',
+      /^Training stopped: the worker crashed: simulated trap\. The finished epoch is kept: the best one's weights are in use, and the run can be resumed from epoch 1\.$/],
+    ['goes silent', 'self.postMessage = () => {}',
+      /^Training stopped: the training worker stopped answering \(nothing for 120 s\)\. The finished epoch is kept: the best one's weights are in use, and the run can be resumed from epoch 1\.$/],
+  ];
+  for (const [how, act, notice] of LOST) {
+    if (how === 'goes silent' && engine !== 'chromium') continue; // page logic alone: one browser
+    test(`${engine}: a CPU worker that ${how} mid-run is replaced, and the run resumes from its last epoch`, { timeout: 15 * MINUTE }, async () => {
+      // Only the first worker misbehaves, once its first epoch is checkpointed.
+      const prelude = `
+        const realPost = self.postMessage.bind(self);
+        self.postMessage = (message, transfer) => {
+          realPost(message, transfer);
+          if (message?.type === 'checkpoint') setTimeout(() => { ${act}; });
+        };`;
+      let workers = 0;
+      const once = [endsWith('/www/worker.js'), async () => ({
+        body: `${workers++ === 0 ? prelude : ''}\n${(await served('www/worker.js')).toString()}`,
+        contentType: 'text/javascript',
+      })];
+      const { browser, page, errors, open } = await openPage({ engine, query: '?backend=cpu&epochs=2&limit=1024&batch=64', routes: [once] });
+      try {
+        await open();
+        await waitForState(page, 'idle', 5 * MINUTE);
+        await click(page, 'train');
+        await page.waitForFunction(() => /^Training stopped/.test(document.querySelector('#notice').textContent), { timeout: 5 * MINUTE, polling: 500 });
+        // The new worker shows the kept weights' metrics.
+        await waitForState(page, 'done', 5 * MINUTE);
+        const said = await noticeText(page);
+        console.log(`${engine} worker ${how}: ${said}`);
+        assert.match(said, notice);
+        assert.equal(await page.$eval('[data-testid="resume"]', (e) => e.hidden), false, 'the run is offered for resuming');
+        assert.match(await text(page, 'resume'), /from epoch 1 \(of 2\)/);
+        assert.equal(await page.$eval('#save-weights', (e) => e.disabled), false, 'the kept weights can be saved');
+        assert.equal(workers, 2, 'one replacement worker');
+        await page.$eval('[data-testid="resume"] button', (b) => b.click());
+        await page.waitForFunction(() => / 2 epochs trained: 2 on cpu\./.test(document.querySelector('#metrics-origin').textContent), { timeout: 10 * MINUTE, polling: 500 });
+        await waitForState(page, 'done', MINUTE);
+        assert.deepEqual(unexpected(errors, /simulated trap/), []);
+      } finally {
+        await browser.close();
+      }
+    });
+  }
+
   test(`${engine}: a diverging run is reported as divergence, not as a device failure`, { timeout: 10 * MINUTE }, async () => {
     const { browser, page, errors, open } = await openPage({ engine, query: '?backend=cpu&lr=0.9&epochs=2&limit=2048' });
     try {
