@@ -112,7 +112,7 @@ async function loadData(base) {
 // always with the reason shown to the person. Null: another worker carries on (auto's timing
 // of the CPU on every core, or WebGPU after it lost).
 async function chooseBackend(choice, cpuThreads, gpuTimed) {
-  if (gpuTimed) return cpuAgainst(gpuTimed);
+  if (gpuTimed) return cpuAgainst(gpuTimed, false);
   if (choice === 'cpu') return { name: 'cpu', reason: 'chosen in the settings' };
   if (!('gpu' in navigator) || !navigator.gpu) {
     return { name: 'cpu', reason: 'this browser has no WebGPU' };
@@ -193,20 +193,20 @@ async function fasterOfBoth(adapter, cpuThreads) {
     post({ type: 'gpu-timed', adapter, gpu, perStep });
     return null;
   }
-  const verdict = await cpuAgainst({ adapter, gpu, perStep });
+  const verdict = await cpuAgainst({ adapter, gpu, perStep }, true);
   if (verdict.name === 'webgpu') await app.useBackend('webgpu');
   return verdict;
 }
 
-// The CPU timed against WebGPU's figure, and the verdict kept. Where WebGPU wins
-// and this module cannot run it, the page starts one that can.
-async function cpuAgainst({ adapter, gpu, perStep }) {
+// The CPU timed against WebGPU's figure, and the verdict kept. Where WebGPU wins in a worker
+// that did not start it (the all-cores module has none), the page starts one that does.
+async function cpuAgainst({ adapter, gpu, perStep }, gpuStarted) {
   status('loading', `Timing a few training batches on the CPU (${threads} thread${threads === 1 ? '' : 's'})…`);
   await app.useBackend('cpu');
   const cpu = (await app.bench(PROBE)).samples_per_second;
   await rememberVerdict(adapter, threads, { gpu, cpu, perStep });
   const verdict = verdictOf({ gpu, cpu, perStep }, adapter, false);
-  if (verdict.name === 'webgpu' && variantLoaded === 'threads') {
+  if (verdict.name === 'webgpu' && !gpuStarted) {
     post({ type: 'prefer-webgpu', reason: verdict.reason });
     return null;
   }
@@ -216,11 +216,8 @@ async function cpuAgainst({ adapter, gpu, perStep }) {
 // The all-cores module's thread count: rayon's pool is built once per instance, so a new count
 // takes a new worker (the page starts one).
 let threads = 1;
-// Which build this worker runs: the all-cores one has no WebGPU.
-let variantLoaded = null;
 
 async function instantiate(variant, module, wanted) {
-  variantLoaded = variant;
   lib = await import(LIBRARIES[variant]);
   await lib.default({ module_or_path: module });
   if (variant === 'threads') {
