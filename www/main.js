@@ -258,8 +258,6 @@ function onEpoch(record) {
   series.accuracy.validation.push([record.epoch, record.val_accuracy]);
 }
 
-// WebGPU failed (a device error or a trapped wasm instance): a fresh worker on the CPU resumes
-// from the last finished epoch.
 // The worker trains; the page keeps the time it last heard from it.
 let lastHeard = 0;
 function train(config, resume) {
@@ -298,6 +296,8 @@ function workerLost(message) {
   });
 }
 
+// WebGPU failed (a device error or a trapped wasm instance): a fresh worker on the CPU resumes
+// from the last finished epoch.
 function fallBackToCpu(message) {
   const resume = running?.checkpoint ?? null;
   const epochs = resume ? resume.history.length : 0;
