@@ -58,6 +58,19 @@ fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
 }
 
 impl Cnn {
+    /// Folds this thread's pending batch-norm statistics into their running values. burn keeps
+    /// an update per thread and averages the threads' at the next read, so steps that run on
+    /// different pool threads (`crate::threads::in_pool`) would blend and skip updates: called
+    /// at the end of every step, on its thread, each step reads the one before, as on one thread.
+    pub fn settle_running_statistics(&self) {
+        for learned in &self.learned {
+            if let Learned::Norm(norm) = learned {
+                norm.running_mean.value_sync();
+                norm.running_var.value_sync();
+            }
+        }
+    }
+
     /// A freshly initialised network on `device` (seed the device first for reproducibility).
     /// It refuses a network that cannot be built or does not end in 10 values (not the budget: a
     /// loaded file or the benchmark may exceed today's).
@@ -212,6 +225,53 @@ mod tests {
                 Learned::Dense(d) => d.weight.num_params() + d.bias.as_ref().unwrap().num_params(),
             })
             .sum()
+    }
+
+    /// Training passes whose batch-norm updates come from different threads (as steps do when
+    /// rayon's pool hands them out) leave the running statistics one thread leaves, once each
+    /// pass settles its own; without that, burn blends the threads' updates.
+    #[test]
+    fn running_statistics_do_not_depend_on_the_thread() {
+        let device = Device::flex().autodiff();
+        let network = crate::network::preset("best7k").unwrap();
+        let start = Cnn::new(&network, &device).unwrap();
+        let weights = pollster::block_on(crate::weights::ModelWeights::read(&start)).unwrap();
+        let pixels = (0..8 * PIXELS).map(|i| ((i * 7919) % 256) as f32 / 255.0);
+        let images =
+            Tensor::<2>::from_data(TensorData::new(pixels.collect(), [8, PIXELS]), &device);
+        let statistics = |hop: bool| {
+            let model = weights.to_model(&device).unwrap();
+            for pass in 0..4 {
+                let train = || {
+                    let _ = model.forward(images.clone());
+                    model.settle_running_statistics();
+                };
+                if hop && pass % 2 == 1 {
+                    std::thread::scope(|s| {
+                        s.spawn(train);
+                    });
+                } else {
+                    train();
+                }
+            }
+            model
+                .learned
+                .iter()
+                .filter_map(|learned| match learned {
+                    Learned::Norm(norm) => Some(
+                        [norm.running_mean.value(), norm.running_var.value()]
+                            .map(|t| t.into_data().try_to_vec::<f32>().unwrap()),
+                    ),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let one = statistics(false);
+        assert!(
+            !one.is_empty() && one[0][0].iter().any(|&m| m != 0.0),
+            "the statistics moved"
+        );
+        assert_eq!(statistics(true), one);
     }
 
     #[test]

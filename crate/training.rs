@@ -259,6 +259,7 @@ impl Trainer {
             .sum();
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self.optimizer.step(rate, self.model.clone(), grads);
+        self.model.settle_running_statistics();
         (batch_loss, batch_correct)
     }
 
