@@ -39,6 +39,10 @@ fn exclusive<T>(run: impl std::future::Future<Output = T>) -> T {
 
 fn session() -> Session {
     let (train_file, test) = data();
+    session_on(train_file, test)
+}
+
+fn session_on(train_file: Mnist, test: Mnist) -> Session {
     let session = Session::new();
     session.set_data(train_file, test);
     pollster::block_on(session.use_backend("cpu")).unwrap();
@@ -216,15 +220,12 @@ fn the_kept_weights_are_the_best_epochs_and_reproduce_its_validation_loss() {
 
 #[test]
 fn resume_starts_from_the_checkpoints_weights() {
-    let session = session();
-    let (_, _) = train(&session, short(1), None);
-    let checkpoint = session.checkpoint().unwrap();
+    let first = session();
+    let (_, _) = train(&first, short(1), None);
+    let checkpoint = first.checkpoint().unwrap();
 
     // Resume and stop after one batch: one Adam step (lr 1e-3) moves each weight by about 1e-3.
-    let resumed = Session::new();
-    let (train_file, test) = data();
-    resumed.set_data(train_file, test);
-    pollster::block_on(resumed.use_backend("cpu")).unwrap();
+    let resumed = session();
     let summary =
         exclusive(resumed.train(short(3), Some(checkpoint.clone()), |_| ready(false))).unwrap();
     assert!(summary.stopped);
@@ -689,9 +690,7 @@ fn the_thread_count_does_not_change_a_run() {
             .unwrap();
         // The session lives on the pool's thread, where the run starts.
         let run = pool.install(|| {
-            let session = Session::new();
-            session.set_data(train_file.clone(), test.clone());
-            pollster::block_on(session.use_backend("cpu")).unwrap();
+            let session = session_on(train_file.clone(), test.clone());
             train(&session, config.clone(), None);
             session.checkpoint().unwrap()
         });
