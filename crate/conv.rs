@@ -1,6 +1,6 @@
-//! 3x3 "valid" convolutions (stride 1, with bias) as one backend op with a hand-written backward
-//! pass; "same" padding pads the input first (`crate::model`), so every 3x3 layer a design can
-//! hold runs here.
+//! 3x3 "valid" convolutions (stride 1, with bias, optionally followed by ReLU) as one backend op
+//! with a hand-written backward pass; "same" padding pads the input first (`crate::model`), so
+//! every 3x3 layer a design can hold runs here.
 //!
 //! burn 0.22's `flex` turns every convolution into layout copies, im2col and a small gemm, and
 //! its backward pass into a transposed convolution plus a convolution with batch and channels
@@ -19,30 +19,46 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ConvOptions;
+use burn::backend::ops::{ActivationOps, ConvOptions};
 use burn::backend::tensor::FloatTensor;
 #[cfg(not(threads))]
 use burn::backend::Cube;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
+use burn::tensor::activation::relu;
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 
-/// `layer` applied to `x` `[batch, c_in, h, w]`: through the op below when the layer is 3x3,
-/// stride 1, unpadded and with a bias, through burn's `Conv2d` otherwise.
-pub fn conv3x3(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+use crate::network::Activation;
+
+/// `layer` applied to `x` `[batch, c_in, h, w]`, then `activation`: through the ops below when the
+/// layer is 3x3, stride 1, unpadded and with a bias, through burn's `Conv2d` otherwise. On the
+/// CPU the ReLU is applied while an image's output is still in cache, on every thread, and its
+/// backward pass masks the gradient likewise: burn's `flex` runs both as separate passes over the
+/// whole batch on one thread, which held the other threads idle.
+pub fn conv3x3(layer: &Conv2d, x: Tensor<4>, activation: Activation) -> Tensor<4> {
     let plain = layer.kernel_size == [3, 3]
         && layer.stride == [1, 1]
         && layer.dilation == [1, 1]
         && layer.groups == 1
         && layer.padding == PaddingConfig2d::Valid;
-    match &layer.bias {
-        Some(bias) if plain => Tensor::from_dispatch(Dispatch::conv3x3(
-            x.into_dispatch(),
-            layer.weight.val().into_dispatch(),
+    let (x, weight) = (x.into_dispatch(), layer.weight.val().into_dispatch());
+    match (&layer.bias, activation) {
+        (Some(bias), Activation::None) if plain => {
+            Tensor::from_dispatch(Dispatch::conv3x3(x, weight, bias.val().into_dispatch()))
+        }
+        (Some(bias), Activation::Relu) if plain => Tensor::from_dispatch(Dispatch::conv3x3_relu(
+            x,
+            weight,
             bias.val().into_dispatch(),
         )),
-        _ => layer.forward(x),
+        (_, activation) => {
+            let y = layer.forward(Tensor::from_dispatch(x));
+            match activation {
+                Activation::Relu => relu(y),
+                Activation::None => y,
+            }
+        }
     }
 }
 
@@ -85,7 +101,7 @@ mod reference {
     }
 }
 
-/// A valid 3x3 convolution, stride 1, with bias, and the three parts of its gradient.
+/// A valid 3x3 convolution, stride 1, with bias (and ReLU, fused), and the parts of its gradient.
 #[backend_extension(Flex, Cube: cfg(not(threads)), Autodiff)]
 pub trait Conv3x3Backend: Backend {
     fn conv3x3(
@@ -94,6 +110,22 @@ pub trait Conv3x3Backend: Backend {
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         reference::forward::<Self>(x, weight, bias)
+    }
+
+    fn conv3x3_relu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::relu(reference::forward::<Self>(x, weight, bias))
+    }
+
+    /// The gradient through ReLU, given ReLU's output: zero where the output is zero.
+    fn conv3x3_relu_backward(
+        output: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::relu_backward(output, grad)
     }
 
     fn conv3x3_x_backward(
@@ -126,11 +158,31 @@ impl Conv3x3Backend for Flex {
     fn conv3x3(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         match Geometry::of(&x, &weight) {
             Some(g) if is_f32(&bias) => {
-                let out = kernels::forward(g, &f32s(&x), &f32s(&weight), &f32s(&bias));
+                let out = kernels::forward(g, &f32s(&x), &f32s(&weight), &f32s(&bias), false);
                 flex(out, [g.batch, g.c_out, g.height - 2, g.width - 2])
             }
             _ => reference::forward::<Self>(x, weight, bias),
         }
+    }
+
+    fn conv3x3_relu(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        match Geometry::of(&x, &weight) {
+            Some(g) if is_f32(&bias) => {
+                let out = kernels::forward(g, &f32s(&x), &f32s(&weight), &f32s(&bias), true);
+                flex(out, [g.batch, g.c_out, g.height - 2, g.width - 2])
+            }
+            _ => Self::relu(reference::forward::<Self>(x, weight, bias)),
+        }
+    }
+
+    fn conv3x3_relu_backward(output: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let shape = grad.shape();
+        let direct = is_f32(&grad) && is_f32(&output) && shape.num_dims() == 4;
+        if !direct || shape[0] == 0 || output.shape() != shape {
+            return Self::relu_backward(output, grad);
+        }
+        let out = kernels::relu_backward(shape[0], &f32s(&output), &f32s(&grad));
+        flex(out, [shape[0], shape[1], shape[2], shape[3]])
     }
 
     fn conv3x3_x_backward(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
@@ -283,8 +335,15 @@ mod kernels {
             .for_each(|(i, part)| kernel(i, part));
     }
 
-    /// `out[n, co] = bias[co] + sum over ci of x[n, ci] correlated with weight[co, ci]`.
-    pub(super) fn forward(g: Geometry, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    /// `out[n, co] = bias[co] + sum over ci of x[n, ci] correlated with weight[co, ci]`, through
+    /// ReLU if `relu`.
+    pub(super) fn forward(
+        g: Geometry,
+        x: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        relu: bool,
+    ) -> Vec<f32> {
         let (oh, ow) = (g.height - 2, g.width - 2);
         let mut out = vec![0.0; g.batch * g.c_out * oh * ow];
         let image_in = g.c_in * g.height * g.width;
@@ -293,7 +352,31 @@ mod kernels {
             by_blocks!(
                 ow,
                 x0 => correlate(x0, ow, g.c_in, g.height, input, weight, bias, image)
-            )
+            );
+            if relu {
+                for v in image.iter_mut().filter(|v| !passes_relu(**v)) {
+                    *v = 0.0;
+                }
+            }
+        });
+        out
+    }
+
+    /// burn's ReLU: NaN goes through, as in PyTorch, so a diverging run still shows as one.
+    #[inline(always)]
+    fn passes_relu(v: f32) -> bool {
+        v.is_nan() || v > 0.0
+    }
+
+    /// `grad` where ReLU's `output` is not zero, zero elsewhere; images in parallel.
+    pub(super) fn relu_backward(batch: usize, output: &[f32], grad: &[f32]) -> Vec<f32> {
+        let image = grad.len() / batch;
+        let mut out = vec![0.0; grad.len()];
+        for_each_part(&mut out, image, |n, part| {
+            let (output, grad) = (&output[n * image..][..image], &grad[n * image..][..image]);
+            for ((o, &y), &d) in part.iter_mut().zip(output).zip(grad) {
+                *o = if passes_relu(y) { d } else { 0.0 };
+            }
         });
         out
     }
@@ -508,64 +591,91 @@ mod kernels {
     }
 }
 
-/// Training: forward with the fast op, backward with its three gradient ops.
+/// Training: forward with the fast op, backward with its gradient ops.
 impl<B: Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
     fn conv3x3(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Conv3x3Backward;
+        tracked::<B, C>(x, weight, bias, false)
+    }
 
-        impl<B: Conv3x3Backend> Backward<B, 3> for Conv3x3Backward {
-            type State = (NodeId, NodeId);
+    fn conv3x3_relu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        tracked::<B, C>(x, weight, bias, true)
+    }
+}
 
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                checkpointer: &mut Checkpointer,
-            ) {
-                let [node_x, node_weight, node_bias] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (x_state, weight_state) = ops.state;
-                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
-                let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
-                if let Some(node) = node_x {
-                    let dx = B::conv3x3_x_backward(x.clone(), weight.clone(), grad.clone());
-                    grads.register::<B>(node.id, dx);
-                }
-                if let Some(node) = node_weight {
-                    let dw = B::conv3x3_weight_backward(x, weight, grad.clone());
-                    grads.register::<B>(node.id, dw);
-                }
-                if let Some(node) = node_bias {
-                    grads.register::<B>(node.id, B::conv3x3_bias_backward(grad));
-                }
+/// The convolution (through ReLU if `relu`) as one node of the autodiff graph.
+fn tracked<B: Conv3x3Backend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: FloatTensor<Autodiff<B, C>>,
+    relu: bool,
+) -> FloatTensor<Autodiff<B, C>> {
+    #[derive(Debug)]
+    struct Conv3x3Backward;
+
+    impl<B: Conv3x3Backend> Backward<B, 3> for Conv3x3Backward {
+        /// The input, the weights and, after a ReLU, the output (its zeros mask the gradient).
+        type State = (NodeId, NodeId, Option<FloatTensor<B>>);
+
+        fn backward(
+            self,
+            ops: Ops<Self::State, 3>,
+            grads: &mut Gradients,
+            checkpointer: &mut Checkpointer,
+        ) {
+            let [node_x, node_weight, node_bias] = ops.parents;
+            let (x_state, weight_state, relu_output) = ops.state;
+            let mut grad = grads.consume::<B>(&ops.node);
+            if let Some(output) = relu_output {
+                grad = B::conv3x3_relu_backward(output, grad);
+            }
+            let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+            let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
+            if let Some(node) = node_x {
+                let dx = B::conv3x3_x_backward(x.clone(), weight.clone(), grad.clone());
+                grads.register::<B>(node.id, dx);
+            }
+            if let Some(node) = node_weight {
+                let dw = B::conv3x3_weight_backward(x, weight, grad.clone());
+                grads.register::<B>(node.id, dw);
+            }
+            if let Some(node) = node_bias {
+                grads.register::<B>(node.id, B::conv3x3_bias_backward(grad));
             }
         }
+    }
 
-        match Conv3x3Backward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = (prep.checkpoint(&x), prep.checkpoint(&weight));
-                let out = B::conv3x3(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    bias.into_primitive(),
-                );
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv3x3(
+    let forward = |x, weight, bias| match relu {
+        true => B::conv3x3_relu(x, weight, bias),
+        false => B::conv3x3(x, weight, bias),
+    };
+    match Conv3x3Backward
+        .prepare::<C>([x.node(), weight.node(), bias.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let (x_state, weight_state) = (prep.checkpoint(&x), prep.checkpoint(&weight));
+            let out = forward(
                 x.into_primitive(),
                 weight.into_primitive(),
                 bias.into_primitive(),
-            )),
+            );
+            let relu_output = relu.then(|| out.clone());
+            prep.finish((x_state, weight_state, relu_output), out)
         }
+        OpsKind::UnTracked(prep) => prep.finish(forward(
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+        )),
     }
 }
 
@@ -588,9 +698,9 @@ mod tests {
         }
     }
 
-    /// Forward values and all three gradients match burn's own conv2d: the report's shapes,
-    /// odd widths (blocks of 8, 4, 2 and 1 columns), "same" padding and batches larger than the
-    /// 16-image summation group.
+    /// Forward values and all three gradients match burn's own conv2d (then ReLU where fused):
+    /// the report's shapes, odd widths (blocks of 8, 4, 2 and 1 columns), "same" padding and
+    /// batches larger than the 16-image summation group.
     #[test]
     fn matches_burn_conv2d_forward_and_backward() {
         let device = Device::flex().autodiff();
@@ -608,50 +718,83 @@ mod tests {
             [2, 3, 40, 2, 0],
             [1, 2, 35, 2, 1],
         ] {
-            let same = same == 1;
-            let layer = Conv2dConfig::new([c_in, c_out], [3, 3]).init(&device);
-            let mut padded = layer.clone();
-            padded.padding = PaddingConfig2d::Same;
-            let x = Tensor::<4>::random([batch, c_in, side, side], Distribution::Default, &device)
-                .require_grad();
-            let out_side = if same { side } else { side - 2 };
-            let mix = Tensor::<4>::random(
-                [batch, c_out, out_side, out_side],
-                Distribution::Default,
-                &device,
-            );
-            let (ours, theirs) = if same {
-                let x_padded = x.clone().pad([(1, 1), (1, 1)], 0.0);
-                (conv3x3(&layer, x_padded), padded.forward(x.clone()))
-            } else {
-                (conv3x3(&layer, x.clone()), layer.forward(x.clone()))
-            };
-            let what = format!("{c_in}->{c_out} at {side}, batch {batch}, same {same}");
-            assert_close(&values(ours.clone()), &values(theirs.clone()), &what);
-
-            let grads_ours = (ours * mix.clone()).sum().backward();
-            let grads_theirs = (theirs * mix).sum().backward();
-            let weight = layer.weight.val();
-            let bias = layer.bias.as_ref().unwrap().val();
-            let pairs = [
-                ("dx", x.grad(&grads_ours), x.grad(&grads_theirs)),
-                ("dw", weight.grad(&grads_ours), weight.grad(&grads_theirs)),
-            ];
-            for (name, a, b) in pairs {
-                assert_close(
-                    &values(a.unwrap()),
-                    &values(b.unwrap()),
-                    &format!("{what} {name}"),
+            for activation in [Activation::None, Activation::Relu] {
+                let same = same == 1;
+                let what = format!(
+                    "{c_in}->{c_out} at {side}, batch {batch}, same {same}, {activation:?}"
                 );
+                let layer = Conv2dConfig::new([c_in, c_out], [3, 3]).init(&device);
+                let mut padded = layer.clone();
+                padded.padding = PaddingConfig2d::Same;
+                let x =
+                    Tensor::<4>::random([batch, c_in, side, side], Distribution::Default, &device)
+                        .require_grad();
+                let ours = match same {
+                    true => conv3x3(&layer, x.clone().pad([(1, 1), (1, 1)], 0.0), activation),
+                    false => conv3x3(&layer, x.clone(), activation),
+                };
+                let theirs = match same {
+                    true => padded.forward(x.clone()),
+                    false => layer.forward(x.clone()),
+                };
+                let theirs = match activation {
+                    Activation::Relu => relu(theirs),
+                    Activation::None => theirs,
+                };
+                check_against(&layer, &x, ours, theirs, &what, assert_close);
+
+                // The fused ReLU computes what a separate one would, to the bit.
+                if activation == Activation::Relu {
+                    let input = || match same {
+                        true => x.clone().pad([(1, 1), (1, 1)], 0.0),
+                        false => x.clone(),
+                    };
+                    let fused = conv3x3(&layer, input(), Activation::Relu);
+                    let unfused = relu(conv3x3(&layer, input(), Activation::None));
+                    let exact = |a: &[f32], b: &[f32], what: &str| {
+                        assert_eq!(a, b, "{what}: the fused ReLU differs from burn's")
+                    };
+                    check_against(&layer, &x, fused, unfused, &what, exact);
+                }
             }
-            let db: [Vec<f32>; 2] = [&grads_ours, &grads_theirs].map(|g| {
-                bias.grad(g)
-                    .unwrap()
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .unwrap()
-            });
-            assert_close(&db[0], &db[1], &format!("{what} db"));
         }
+    }
+
+    /// Compares `ours` and `theirs` (the same layer applied to `x`) with `compare`, and the
+    /// gradients of `sum(y * mix)` for a random `mix` with respect to `x`, the weights and the
+    /// bias.
+    fn check_against(
+        layer: &Conv2d,
+        x: &Tensor<4>,
+        ours: Tensor<4>,
+        theirs: Tensor<4>,
+        what: &str,
+        compare: impl Fn(&[f32], &[f32], &str),
+    ) {
+        compare(&values(ours.clone()), &values(theirs.clone()), what);
+        let mix = Tensor::<4>::random(ours.dims(), Distribution::Default, &ours.device());
+        let grads_ours = (ours * mix.clone()).sum().backward();
+        let grads_theirs = (theirs * mix).sum().backward();
+        let weight = layer.weight.val();
+        let pairs = [
+            ("dx", x.grad(&grads_ours), x.grad(&grads_theirs)),
+            ("dw", weight.grad(&grads_ours), weight.grad(&grads_theirs)),
+        ];
+        for (name, a, b) in pairs {
+            compare(
+                &values(a.unwrap()),
+                &values(b.unwrap()),
+                &format!("{what} {name}"),
+            );
+        }
+        let bias = layer.bias.as_ref().unwrap().val();
+        let db: [Vec<f32>; 2] = [&grads_ours, &grads_theirs].map(|g| {
+            bias.grad(g)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        });
+        compare(&db[0], &db[1], &format!("{what} db"));
     }
 }

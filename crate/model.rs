@@ -148,12 +148,13 @@ impl Cnn {
                     let Some(Learned::Conv(conv)) = learned.next() else {
                         unreachable!("built from the same description")
                     };
-                    let y = match (kernel, padding) {
-                        (3, Padding::Same) => conv3x3(conv, x.pad([(1, 1), (1, 1)], 0.0)),
-                        (3, Padding::Valid) => conv3x3(conv, x),
-                        _ => conv.forward(x),
-                    };
-                    Values::Image(activate(y, *activation))
+                    Values::Image(match (kernel, padding) {
+                        (3, Padding::Same) => {
+                            conv3x3(conv, x.pad([(1, 1), (1, 1)], 0.0), *activation)
+                        }
+                        (3, Padding::Valid) => conv3x3(conv, x, *activation),
+                        _ => activate(conv.forward(x), *activation),
+                    })
                 }
                 (Layer::MaxPool2d { size }, Values::Image(x)) => {
                     Values::Image(max_pool2d(x, MaxPoolOptions::new([*size; 2])))
@@ -347,7 +348,7 @@ mod tests {
             };
             let x = Tensor::<4>::ones([2, 1, IMAGE_SIDE, IMAGE_SIDE], &device);
             let y = match kernel {
-                3 => conv3x3(conv, x.pad([(1, 1), (1, 1)], 0.0)),
+                3 => conv3x3(conv, x.pad([(1, 1), (1, 1)], 0.0), Activation::Relu),
                 _ => conv.forward(x),
             };
             assert_eq!(y.dims(), [2, 4, IMAGE_SIDE, IMAGE_SIDE], "kernel {kernel}");

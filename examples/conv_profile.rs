@@ -13,7 +13,7 @@ use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use mnist7k::conv::conv3x3;
-use mnist7k::network::{preset, Layer, Network, Padding, Shape};
+use mnist7k::network::{preset, Activation, Layer, Network, Padding, Shape};
 
 const BATCH: usize = 128;
 
@@ -119,8 +119,8 @@ fn main() {
             false => conv.forward(x),
         });
         let (d_fwd, d_bwd) = forward_backward(&conv, &x, needs_input_grad, |x| match same {
-            true => conv3x3(&conv, x.pad([(1, 1), (1, 1)], 0.0)),
-            false => conv3x3(&conv, x),
+            true => conv3x3(&conv, x.pad([(1, 1), (1, 1)], 0.0), Activation::None),
+            false => conv3x3(&conv, x, Activation::None),
         });
         for (total, time) in totals.iter_mut().zip([fwd, bwd, d_fwd, d_bwd]) {
             *total += time;
