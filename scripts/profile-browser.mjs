@@ -2,7 +2,8 @@
 // it, its all-cores module answered instead by a build that keeps its function names, each
 // worker sampled by DevTools' profiler while "Measure speed" runs, self time per function.
 // `node scripts/profile-browser.mjs [THREADS]` (default 2). A pool thread blocked in
-// `Atomics.wait` may not answer the profiler; it is then reported as such.
+// `Atomics.wait` may not answer the profiler; it is then reported as such. PROFILE_TOP=N lists N
+// functions per worker (default 12).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -11,7 +12,7 @@ import { basename, join } from 'node:path';
 import { MINUTE, measureSpeed, openPage, serveApp, waitForState } from '../tests/e2e/harness.mjs';
 
 const THREADS = Number(process.argv[2] ?? 2);
-const TOP = 12;
+const TOP = Number(process.env.PROFILE_TOP ?? 12);
 const named = mkdtempSync(join(tmpdir(), 'mnist7k-profile-'));
 execFileSync('bash', ['scripts/build-threads.sh', named], { stdio: 'inherit' });
 const withNames = [(url) => basename(new URL(url).pathname).startsWith('mnist7k-threads'), async (url) => {
