@@ -477,8 +477,9 @@ mod kernels {
     }
 
     /// All of a convolution's gradients in one parallel pass over groups of `IMAGES_PER_SUM`
-    /// images (a pass per gradient cost every pool thread a wake-up each, which in Chromium took
-    /// longer than the work): each image's output gradient is masked by ReLU's output where one
+    /// images (a pass per gradient woke the pool threads once more each, slow in Chromium; the
+    /// cost: at most batch / 16 threads share the backward pass): each image's output gradient is
+    /// masked by ReLU's output where one
     /// is given, its input gradient written if `input_grad`, its weight gradient added to its
     /// group's sum and its bias gradient (a sum per channel) kept; then the groups' sums are added
     /// in order, and the bias sums image by image. Each gradient sees the same additions in the
