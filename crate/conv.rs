@@ -155,23 +155,11 @@ impl Conv3x3Backend for Cube {}
 /// The direct kernels where the data is f32; burn's ops otherwise.
 impl Conv3x3Backend for Flex {
     fn conv3x3(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
-        match Geometry::of(&x, &weight) {
-            Some(g) if is_f32(&bias) => {
-                let out = kernels::forward(g, &f32s(&x), &f32s(&weight), &f32s(&bias), false);
-                flex(out, [g.batch, g.c_out, g.height - 2, g.width - 2])
-            }
-            _ => reference::forward::<Self>(x, weight, bias),
-        }
+        flex_forward(x, weight, bias, false)
     }
 
     fn conv3x3_relu(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
-        match Geometry::of(&x, &weight) {
-            Some(g) if is_f32(&bias) => {
-                let out = kernels::forward(g, &f32s(&x), &f32s(&weight), &f32s(&bias), true);
-                flex(out, [g.batch, g.c_out, g.height - 2, g.width - 2])
-            }
-            _ => Self::relu(reference::forward::<Self>(x, weight, bias)),
-        }
+        flex_forward(x, weight, bias, true)
     }
 
     fn conv3x3_backward(
@@ -201,6 +189,24 @@ impl Conv3x3Backend for Flex {
             _ => {
                 let grad = Self::relu_backward(output, grad);
                 reference::backward::<Self>(x, weight, grad, input_grad)
+            }
+        }
+    }
+}
+
+/// The direct kernels' output, through ReLU if `relu`; burn's ops where they do not apply.
+fn flex_forward(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, relu: bool) -> FlexTensor {
+    match Geometry::of(&x, &weight) {
+        Some(g) if is_f32(&bias) => {
+            let out = kernels::forward(g, &f32s(&x), &f32s(&weight), &f32s(&bias), relu);
+            flex(out, [g.batch, g.c_out, g.height - 2, g.width - 2])
+        }
+        _ => {
+            let out = reference::forward::<Flex>(x, weight, bias);
+            if relu {
+                Flex::relu(out)
+            } else {
+                out
             }
         }
     }
