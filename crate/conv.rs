@@ -641,7 +641,10 @@ mod kernels {
                         for (ky, row) in rows.iter().enumerate() {
                             for kx in 0..3 {
                                 let t = ky * 3 + kx;
-                                lanes[t] = d.mul_add(load(row, x + kx), lanes[t]);
+                                // A multiply, then an add: `wide`'s `mul_add` fuses them
+                                // where the build has FMA (always on ARM), which would
+                                // round differently from the browsers.
+                                lanes[t] += d * load(row, x + kx);
                             }
                         }
                     }
