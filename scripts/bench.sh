@@ -61,12 +61,12 @@ const mb = (n) => (n / 1e6).toFixed(2);
 for (const m of modules) console.log(`\n${m.file}: ${mb(m.raw)} MB, gzip ${mb(m.gzip)} MB, brotli ${mb(m.brotli)} MB`);
 const timed = rows.filter((r) => r.open_to_idle_seconds);
 if (timed.length > 0) {
-  console.log('\n| where | backend | threads | page to idle, first visit (s) | reload (s) | epoch (s) | in steps | between steps | validation |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log('\n| where | backend | threads | first press (samples/s) | page to idle, first visit (s) | reload (s) | epoch (s) | in steps | between steps | validation |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of timed) {
     const e = r.epoch;
     const split = e ? `${e.seconds.toFixed(1)} | ${e.step_seconds.toFixed(1)} | ${(e.seconds - e.step_seconds).toFixed(1)} | ${e.validation_seconds.toFixed(1)}` : '– | – | – | –';
-    console.log(`| ${r.where} | ${r.backend} | ${r.backend === 'cpu' ? r.threads ?? 1 : '–'} | ${r.open_to_idle_seconds.uncached.toFixed(1)} | ${r.open_to_idle_seconds.cached.toFixed(1)} | ${split} |`);
+    console.log(`| ${r.where} | ${r.backend} | ${r.backend === 'cpu' ? r.threads ?? 1 : '–'} | ${r.first_press_samples_per_second?.toFixed(0) ?? '–'} | ${r.open_to_idle_seconds.uncached.toFixed(1)} | ${r.open_to_idle_seconds.cached.toFixed(1)} | ${split} |`);
   }
 }
 NODE
