@@ -13,7 +13,7 @@ const RUNS = [
     { engine, backend: 'cpu', threads: null },
   ]),
   { engine: 'chromium', backend: 'webgpu', webgpu: true },
-// BENCH_BACKENDS=cpu skips WebGPU (88 batches on a software adapter take about ten minutes).
+// BENCH_BACKENDS=cpu skips WebGPU (two presses of 88 batches on a software adapter take minutes).
 ].filter((run) => !process.env.BENCH_BACKENDS || process.env.BENCH_BACKENDS.split(',').includes(run.backend));
 
 // The time from opening the page to "Ready to train": a first visit (fresh profile: module and
