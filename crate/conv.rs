@@ -94,7 +94,9 @@ mod reference {
     }
 }
 
-/// The input's gradient (when asked for), the weights' and the bias's.
+/// The input's gradient (when asked for), the weights' and the bias's. The trait below spells
+/// the tuple out: `backend_extension` maps each of its parts between backends and cannot see
+/// through an alias.
 type Grads<B> = (Option<FloatTensor<B>>, FloatTensor<B>, FloatTensor<B>);
 
 /// A valid 3x3 convolution, stride 1, with bias (and ReLU, fused), and the parts of its gradient.

@@ -1,6 +1,9 @@
 //! The CPU's threads: rayon's pool natively and in the browser's all-cores module (Web Workers
 //! sharing its memory), one thread in the other browser module.
 
+#[cfg(any(not(target_arch = "wasm32"), threads))]
+use std::sync::atomic::{AtomicBool, Ordering};
+
 /// Threads the CPU backend computes on.
 pub fn cpu_threads() -> usize {
     #[cfg(any(not(target_arch = "wasm32"), threads))]
@@ -21,7 +24,6 @@ pub fn cpu_threads() -> usize {
 /// first waits for its wake-up, slow in Chromium.
 #[cfg(any(not(target_arch = "wasm32"), threads))]
 pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    use std::sync::atomic::{AtomicBool, Ordering};
     let done = AtomicBool::new(false);
     rayon::scope(|scope| {
         let owner = rayon::current_thread_index();
@@ -43,13 +45,13 @@ pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
 /// the bound frees a thread that picked this up while itself waiting inside a parallel part,
 /// whose own work lies under it on its stack.
 #[cfg(any(not(target_arch = "wasm32"), threads))]
-fn keep_busy(done: &std::sync::atomic::AtomicBool) {
+fn keep_busy(done: &AtomicBool) {
     /// Rounds without work before giving up: about 40 ms natively on the development machine
     /// (measured once, under load), far longer than a training step's serial stretches (single
     /// element-wise passes over a batch, Adam's update).
     const IDLE_ROUNDS: u32 = 200_000;
     let mut idle = 0;
-    while !done.load(std::sync::atomic::Ordering::Acquire) && idle < IDLE_ROUNDS {
+    while !done.load(Ordering::Acquire) && idle < IDLE_ROUNDS {
         if rayon::yield_now() == Some(rayon::Yield::Executed) {
             idle = 0;
         } else {
