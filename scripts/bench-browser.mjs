@@ -2,19 +2,19 @@
 // training in the page's worker, the "Measure speed" button pressed by puppeteer-core, as the
 // end-to-end tests drive the page. The CPU (flex, SIMD128) on one thread and on every core (the
 // all-cores module) in Chromium and Firefox, and WebGPU in Chromium (SwiftShader here). Prints one
-// `BENCH_JSON {...}` line per run, as tests/bench.rs does.
+// `BENCH_JSON {...}` line per backend, thread count and browser, as tests/bench.rs does.
 import {
   MINUTE, attr, click, measureSpeed, openPage, serveApp, typeInto, waitForState,
 } from '../tests/e2e/harness.mjs';
 
-const RUNS = [
-  ...['chromium', 'firefox'].flatMap((engine) => [
-    { engine, backend: 'cpu', threads: 1 },
-    { engine, backend: 'cpu', threads: null },
-  ]),
-  { engine: 'chromium', backend: 'webgpu', webgpu: true },
+const ENGINES = ['chromium', 'firefox'];
+const wanted = (backend) => !process.env.BENCH_BACKENDS || process.env.BENCH_BACKENDS.split(',').includes(backend);
 // BENCH_BACKENDS=cpu skips WebGPU (two presses of 88 batches on a software adapter take minutes).
-].filter((run) => !process.env.BENCH_BACKENDS || process.env.BENCH_BACKENDS.split(',').includes(run.backend));
+const WEBGPU = wanted('webgpu') ? [{ engine: 'chromium', backend: 'webgpu', webgpu: true }] : [];
+// This machine's speed drifts by tens of percent within minutes, so one page per thread count
+// gives a ratio that is mostly drift. The CPU's one-thread and all-cores pages alternate instead,
+// BENCH_ROUNDS rounds (default 3) in turn-about order, and the ratio is taken within each round.
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
 // The time from opening the page to "Ready to train": a first visit (fresh profile: module and
 // data downloaded, data checked and cached) and a reload (data from the Cache API).
@@ -39,11 +39,13 @@ async function oneEpoch(page) {
   return record;
 }
 
-async function measure({ engine, backend, webgpu = false, threads }) {
+// One page: its speed (the second of two presses of Measure speed), and on the first round its
+// time to idle and, on the CPU's default (all cores), one epoch's split.
+async function measure({ engine, backend, webgpu = false, threads }, first) {
   const query = `?backend=${backend}${threads ? `&threads=${threads}` : ''}`;
   const { browser, page, errors, open } = await openPage({ engine, webgpu, query });
   try {
-    const idle = await timeToIdle(page, open);
+    const idle = first ? await timeToIdle(page, open) : await open().then(() => waitForState(page, 'idle', 5 * MINUTE));
     const active = await attr(page, 'backend-active', 'data-backend');
     if (active !== backend) throw new Error(`asked for ${backend}, the page runs ${active}`);
     // Counted on the second press: in Chromium the first runs largely before V8 has optimised
@@ -51,10 +53,10 @@ async function measure({ engine, backend, webgpu = false, threads }) {
     // threads), a start-up cost, kept beside the figure, not a training speed.
     const cold = await measureSpeed(page, 20 * MINUTE);
     const result = { ...await measureSpeed(page, 20 * MINUTE), first_press_samples_per_second: cold.samples_per_second };
-    // The epoch's split on the CPU's default (all cores) only: a full epoch elsewhere is minutes.
-    const epoch = backend === 'cpu' && !threads ? await oneEpoch(page) : null;
+    // A full epoch elsewhere (one thread, WebGPU) takes minutes.
+    const epoch = first && backend === 'cpu' && !threads ? await oneEpoch(page) : null;
     const userAgent = await page.evaluate(() => navigator.userAgent);
-    console.log(`BENCH_JSON ${JSON.stringify({ where: 'browser', user_agent: userAgent, result: { ...result, open_to_idle_seconds: idle, epoch } })}`);
+    return { user_agent: userAgent, result: first ? { ...result, open_to_idle_seconds: idle, epoch } : result };
   } catch (error) {
     throw new Error(`${engine} ${query}: ${error.message} ${errors.join(' | ')}`);
   } finally {
@@ -62,13 +64,43 @@ async function measure({ engine, backend, webgpu = false, threads }) {
   }
 }
 
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const report = (line) => console.log(`BENCH_JSON ${JSON.stringify({ where: 'browser', ...line })}`);
+
+// One engine's CPU rows: each thread count's first-round page, its speed replaced by the median
+// over the rounds (each round's figure beside it); the all-cores row also carries the ratio to
+// one thread within each round and its median.
+async function cpuRounds(engine) {
+  const runs = [{ engine, backend: 'cpu', threads: 1 }, { engine, backend: 'cpu', threads: null }];
+  const pages = runs.map(() => []);
+  for (let round = 0; round < ROUNDS; round += 1) {
+    for (const i of round % 2 ? [1, 0] : [0, 1]) pages[i].push(await measure(runs[i], round === 0));
+  }
+  const speeds = pages.map((list) => list.map((p) => p.result.samples_per_second));
+  const ratios = speeds[1].map((speed, round) => speed / speeds[0][round]);
+  console.log(`${engine}: all cores against one thread by round ${ratios.map((r) => `x${r.toFixed(2)}`).join(', ')} (median x${median(ratios).toFixed(2)})`);
+  pages.forEach((list, i) => report({
+    user_agent: list[0].user_agent,
+    result: {
+      ...list[0].result,
+      samples_per_second: median(speeds[i]),
+      ms_per_batch: 1000 * list[0].result.batch_size / median(speeds[i]),
+      gflops: list[0].result.gflops * median(speeds[i]) / list[0].result.samples_per_second,
+      round_samples_per_second: speeds[i],
+      ...(i === 1 ? { ratio_to_one_thread_by_round: ratios, ratio_to_one_thread: median(ratios) } : {}),
+    },
+  }));
+}
+
 const stopServer = await serveApp();
 let failed = false;
-for (const run of RUNS) {
-  await measure(run).catch((error) => {
-    console.error(`benchmark failed on ${error.message}`);
-    failed = true;
-  });
+const attempt = (label, work) => work().catch((error) => {
+  console.error(`benchmark failed on ${label}: ${error.message}`);
+  failed = true;
+});
+if (wanted('cpu')) {
+  for (const engine of ENGINES) await attempt(`${engine} cpu`, () => cpuRounds(engine));
 }
+for (const run of WEBGPU) await attempt(`${run.engine} ${run.backend}`, async () => report(await measure(run, true)));
 stopServer();
 process.exitCode = failed ? 1 : 0;

@@ -57,11 +57,15 @@ console.log('|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   console.log(`| ${r.where} | ${r.backend} | ${r.backend === 'cpu' ? r.threads ?? 1 : '–'} | ${r.samples_per_second.toFixed(0)} | ${r.ms_per_batch.toFixed(1)} | ${r.gflops.toFixed(2)} | ${r.first_batch_seconds.toFixed(2)} | ${r.final_loss.toFixed(3)} | ${r.peak_memory_mib?.toFixed(0) ?? '–'} |`);
 }
+for (const r of rows.filter((row) => row.ratio_to_one_thread)) {
+  const rounds = r.ratio_to_one_thread_by_round.map((x) => `x${x.toFixed(2)}`).join(', ');
+  console.log(`\n${r.where}: ${r.threads} threads x${r.ratio_to_one_thread.toFixed(2)} one thread (median of rounds ${rounds}; samples/s above are medians of rounds)`);
+}
 const mb = (n) => (n / 1e6).toFixed(2);
 for (const m of modules) console.log(`\n${m.file}: ${mb(m.raw)} MB, gzip ${mb(m.gzip)} MB, brotli ${mb(m.brotli)} MB`);
 const timed = rows.filter((r) => r.open_to_idle_seconds);
 if (timed.length > 0) {
-  console.log('\n| where | backend | threads | first press (samples/s) | page to idle, first visit (s) | reload (s) | epoch (s) | in steps | between steps | validation |');
+  console.log('\n| where | backend | threads | first press (samples/s) | page to idle, first visit (s) | reload (s) | epoch before validation (s) | in steps | between steps | validation |');
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of timed) {
     const e = r.epoch;
