@@ -4,7 +4,7 @@
 // all-cores module) in Chromium and Firefox, and WebGPU in Chromium (SwiftShader here). Prints one
 // `BENCH_JSON {...}` line per backend, thread count and browser, as tests/bench.rs does.
 import {
-  MINUTE, attr, click, measureSpeed, openPage, serveApp, typeInto, waitForState,
+  MINUTE, attr, click, measureWarmSpeed, openPage, serveApp, typeInto, waitForState,
 } from '../tests/e2e/harness.mjs';
 
 const ENGINES = ['chromium', 'firefox'];
@@ -48,11 +48,7 @@ async function measure({ engine, backend, webgpu = false, threads }, first) {
     const idle = first ? await timeToIdle(page, open) : await open().then(() => waitForState(page, 'idle', 5 * MINUTE));
     const active = await attr(page, 'backend-active', 'data-backend');
     if (active !== backend) throw new Error(`asked for ${backend}, the page runs ${active}`);
-    // Counted on the second press: in Chromium the first runs largely before V8 has optimised
-    // the module's hot functions (its windows climb from about 1,300 to 2,500 samples/s on two
-    // threads), a start-up cost, kept beside the figure, not a training speed.
-    const cold = await measureSpeed(page, 20 * MINUTE);
-    const result = { ...await measureSpeed(page, 20 * MINUTE), first_press_samples_per_second: cold.samples_per_second };
+    const result = await measureWarmSpeed(page, 20 * MINUTE);
     // A full epoch elsewhere (one thread, WebGPU) takes minutes.
     const epoch = first && backend === 'cpu' && !threads ? await oneEpoch(page) : null;
     const userAgent = await page.evaluate(() => navigator.userAgent);

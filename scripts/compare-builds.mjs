@@ -6,7 +6,7 @@
 // figure is a page's second press (a first press in Chromium runs before V8 has optimised the
 // module). COMPARE_ROUNDS (default 3) and COMPARE_ENGINES (default chromium,firefox).
 import { spawn } from 'node:child_process';
-import { MINUTE, measureSpeed, openPage, waitForState } from '../tests/e2e/harness.mjs';
+import { MINUTE, measureWarmSpeed, openPage, waitForState } from '../tests/e2e/harness.mjs';
 
 const dirs = process.argv.slice(2, 4);
 if (dirs.length !== 2) throw new Error('usage: node scripts/compare-builds.mjs BEFORE_DIST AFTER_DIST');
@@ -27,8 +27,7 @@ async function measure(engine, build, threads) {
   try {
     await page.goto(`${builds[build]}?backend=cpu&threads=${threads}`);
     await waitForState(page, 'idle', 5 * MINUTE);
-    await measureSpeed(page, 10 * MINUTE);
-    const { samples_per_second: speed, final_loss: loss } = await measureSpeed(page, 10 * MINUTE);
+    const { samples_per_second: speed, final_loss: loss } = await measureWarmSpeed(page, 10 * MINUTE);
     const row = { engine, build, threads, samples_per_second: Math.round(speed), loss };
     console.log(JSON.stringify(row));
     rows.push(row);

@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
 import {
-  BROWSERS, MINUTE, attr, click, measureSpeed, openPage, serveApp, text, typeInto, unexpected, valueOf, waitForState,
+  BROWSERS, MINUTE, attr, click, measureWarmSpeed, openPage, serveApp, text, typeInto, unexpected, valueOf, waitForState,
 } from './harness.mjs';
 
 let stopServer = () => {};
@@ -94,10 +94,8 @@ for (const engine of BROWSERS) {
       const shown = await text(page, 'backend-active');
       console.log(`${engine} threads: ${shown}`);
       assert.match(shown, new RegExp(`^cpu — chosen in the settings; ${cores} threads?$`));
-      // Each figure is a second press: Chromium runs much of a first one before V8 has
-      // optimised the module (README, "Every core"), which made this ratio mostly noise.
-      await measureSpeed(page, 5 * MINUTE);
-      const speedAll = await measureSpeed(page, 5 * MINUTE);
+      // Second presses: a first press in Chromium made this ratio mostly noise.
+      const speedAll = await measureWarmSpeed(page, 5 * MINUTE);
       assert.equal(speedAll.threads, cores);
       const all = await shortRun(page);
 
@@ -107,8 +105,7 @@ for (const engine of BROWSERS) {
       await waitForState(page, 'done', 5 * MINUTE);
       assert.match(await text(page, 'backend-active'), /; 1 thread$/);
       assert.match(page.url(), /threads=1/);
-      await measureSpeed(page, 5 * MINUTE);
-      const speedOne = await measureSpeed(page, 5 * MINUTE);
+      const speedOne = await measureWarmSpeed(page, 5 * MINUTE);
       assert.equal(speedOne.threads, 1);
       const one = await shortRun(page);
       console.log(`${engine} threads: ${Math.round(speedAll.samples_per_second)} samples/s on ${cores} threads, `
