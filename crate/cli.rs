@@ -400,7 +400,8 @@ fn run_search(args: &[String]) -> Result<(), Error> {
     );
     if !report.preset_is_winner {
         return Err(Error::Config(format!(
-            "the winner ({}) is not what `--preset {}` trains: make it the preset (crate/network.rs              and TrainConfig::for_preset), then run the search again (its runs are reused)",
+            "the winner ({}) is not what `--preset {}` trains: make it the preset (crate/network.rs \
+             and TrainConfig::for_preset), then run the search again (its runs are reused)",
             report.chosen,
             search::PRESET
         )));

@@ -815,10 +815,11 @@ pub fn presets() -> Vec<Preset> {
             &norm(same(8))[..],
             &norm(same(10)),
             &pool,
+            &norm(same(12)),
+            &norm(same(12)),
             &norm(same(14)),
-            &norm(same(16)),
             &pool,
-            &norm(conv(16)),
+            &norm(conv(14)),
             &[linear_conv(10, 1), Layer::GlobalAvgPool],
         ]
         .concat(),
@@ -903,8 +904,8 @@ mod tests {
         assert_eq!(totals[0], ("report", 6_722));
         // tiny: conv 4 (40), conv 4->8 (296), conv 8->10 (730).
         assert_eq!(totals[1], ("tiny", 40 + 296 + 730));
-        // 96 + 750 + 1,302 + 2,064 + 2,352 + 170.
-        assert_eq!(totals[2], ("best7k", 6_734));
+        // 96 + 750 + 1,116 + 1,332 + 1,554 + 1,806 + 150.
+        assert_eq!(totals[2], ("best7k", 6_804));
     }
 
     #[test]

@@ -47,6 +47,12 @@ const ALL_SAME_6_7K: &str = "conv-8-3-same-relu,batchnorm,conv-10-3-same-relu,ba
     maxpool-2,conv-14-3-same-relu,batchnorm,conv-16-3-same-relu,batchnorm,maxpool-2,\
     conv-16-3-same-relu,batchnorm,conv-10-1-valid-none,gap,softmax";
 
+/// Six 3x3 convolutions instead of five, each narrower: depth rather than width for the same
+/// budget, widths 8 -> 10 -> 12 -> 12 -> 14 -> 14.
+const DEEPER_6_8K: &str = "conv-8-3-same-relu,batchnorm,conv-10-3-same-relu,batchnorm,maxpool-2,\
+    conv-12-3-same-relu,batchnorm,conv-12-3-same-relu,batchnorm,conv-14-3-same-relu,batchnorm,\
+    maxpool-2,conv-14-3-valid-relu,batchnorm,conv-10-1-valid-none,gap,softmax";
+
 fn no_augmentation(config: &mut TrainConfig) {
     config.shift = 0.0;
     config.rotation = 0.0;
@@ -139,6 +145,13 @@ pub fn candidates() -> Vec<Candidate> {
                   convolution with \"same\" padding too (the same parameters, the global average \
                   over 7x7 positions instead of 5x5)",
             config: with(ALL_SAME_6_7K, |_| {}),
+        },
+        Candidate {
+            name: "deeper 6.8k",
+            why: "neither the recipe nor the padding helped: depth instead, a third 3x3 \
+                  convolution between the two poolings, every one narrower (six in all, widths \
+                  8-10-12-12-14-14; about 1.4 M multiply-adds)",
+            config: with(DEEPER_6_8K, |_| {}),
         },
     ]
 }

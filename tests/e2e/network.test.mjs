@@ -229,17 +229,18 @@ for (const engine of BROWSERS) {
       assert.match(page.url(), /schedule=one_cycle/);
 
       await typeInto(page, 'epochs', '1');
-      // 47 batches: enough for the batch-norm statistics to settle (fewer leave them near 0 and 1).
-      await typeInto(page, 'limit', '6000');
+      // 71 batches: enough for the batch-norm statistics to settle (after 47 the deeper preset's
+      // still lean on their initial 0 and 1: 47% natively).
+      await typeInto(page, 'limit', '9000');
       await click(page, 'train');
       await waitForState(page, 'training', MINUTE);
       await waitForState(page, 'done', 10 * MINUTE);
       const report = await page.$eval('[data-testid="report-test"]', (e) => e.textContent);
       const accuracy = Number(report.match(/accuracy ([\d.]+)%/)[1]);
-      // The native run of these settings (`mnist7k train --preset best7k --epochs 1 --limit 6000
-      // --seed 3`) reaches 62.92%, and the CPU path gives the same bits in a tab.
-      console.log(`best7k after one epoch on 6,000 images: test accuracy ${accuracy}% (floor 60%)`);
-      assert.ok(accuracy >= 60, report);
+      // The native run of these settings (`mnist7k train --preset best7k --epochs 1 --limit 9000
+      // --seed 3`) reaches 93.60%; a tab's run is close to it, not equal (README).
+      console.log(`best7k after one epoch on 9,000 images: test accuracy ${accuracy}% (floor 85%)`);
+      assert.ok(accuracy >= 85, report);
       assert.deepEqual(unexpected(errors), []);
     } finally {
       await browser.close();
