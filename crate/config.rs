@@ -78,7 +78,7 @@ impl TrainConfig {
         Ok(match id {
             "best7k" => Self {
                 network,
-                ..Self::short_schedule()
+                ..Self::long_schedule()
             },
             _ => Self {
                 network,
@@ -99,6 +99,18 @@ impl TrainConfig {
             shift: 1.0,
             rotation: 8.0,
             ..Self::default()
+        }
+    }
+
+    /// The short schedule stretched to the budget's 20 epochs, with stronger augmentation
+    /// (shifts up to 2 px, rotations up to 10 degrees): the best7k preset's recipe.
+    pub fn long_schedule() -> Self {
+        Self {
+            epochs: 20,
+            patience: 20,
+            shift: 2.0,
+            rotation: 10.0,
+            ..Self::short_schedule()
         }
     }
 

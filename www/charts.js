@@ -2,7 +2,8 @@
 // trains, with its running batch values) and any kept runs chosen for comparison, one colour per
 // run, validation dashed. uPlot draws for the screen's pixel ratio and shows the values under
 // the cursor in its legend; the charts follow the page's width; the loss can use a log scale;
-// each chart carries a visually hidden table of its per-epoch values.
+// each chart carries a visually hidden table of its per-epoch values. A chart may carry a
+// reference line (the report's test accuracy), drawn across the epochs on screen.
 import uPlot from './vendor/uPlot.esm.js';
 import { element } from './dom.js';
 
@@ -11,7 +12,7 @@ const HEIGHT = 260;
 const KINDS = [['train', []], ['validation', [6, 4]]];
 
 // curves: [{ label, train: [[epoch, value]], validation: [...], batch: [[fractional epoch, value]] }]
-export function createChart(container, { title: initialTitle, digits, log: offerLog = false }) {
+export function createChart(container, { title: initialTitle, digits, log: offerLog = false, reference = null }) {
   let title = initialTitle;
   let curves = [];
   let plot = null;
@@ -35,6 +36,11 @@ export function createChart(container, { title: initialTitle, digits, log: offer
       for (const [kind, dash] of KINDS) out.push([`${curve.label} ${kind}`, curve[kind], color, dash, 2, true]);
       if (curve.batch.length > 0) out.push([`${curve.label} batches`, curve.batch, `${color}66`, [], 1, false]);
     });
+    const xs = out.flatMap(([, points]) => points.map(([x]) => x));
+    if (reference && xs.length > 0) {
+      const ends = [Math.min(...xs), Math.max(...xs)];
+      out.push([reference.label, ends.map((x) => [x, reference.value]), '#888', [2, 4], 1, false]);
+    }
     return out;
   }
 
@@ -81,7 +87,7 @@ export function createChart(container, { title: initialTitle, digits, log: offer
         const found = points.find(([x]) => x === epoch);
         return element('td', { textContent: found ? found[1].toFixed(digits + 2) : '' });
       })]));
-    table.replaceChildren(element('caption', { textContent: title }), element('thead', {}, [head]), element('tbody', {}, rows));
+    table.replaceChildren(element('caption', { textContent: reference ? `${title}; a grey line marks ${reference.label}` : title }), element('thead', {}, [head]), element('tbody', {}, rows));
   }
 
   function render() {

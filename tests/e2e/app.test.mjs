@@ -32,6 +32,9 @@ async function trainShortRun(page) {
   }
   const points = Number(await attr(page, 'chart-loss', 'data-points'));
   assert.ok(points >= 2, `the loss chart has points (${points})`);
+  // The bar to pass, on the accuracy chart beside the run's curves.
+  const legend = await page.$eval('[data-testid="chart-accuracy"] .u-legend', (e) => e.textContent);
+  assert.match(legend, /this run validation.*the report's test accuracy \(99\.1%\)/s, legend);
   assert.match(await text(page, 'report-train'), /weighted avg/);
   assert.equal(await count(page, '[data-testid="confusion"] tr'), 11);
   assert.ok(await count(page, '[data-testid="misclassified"] figure') > 0);
