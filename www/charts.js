@@ -36,10 +36,12 @@ export function createChart(container, { title: initialTitle, digits, log: offer
       for (const [kind, dash] of KINDS) out.push([`${curve.label} ${kind}`, curve[kind], color, dash, 2, true]);
       if (curve.batch.length > 0) out.push([`${curve.label} batches`, curve.batch, `${color}66`, [], 1, false]);
     });
-    const xs = out.flatMap(([, points]) => points.map(([x]) => x));
-    if (reference && xs.length > 0) {
-      const ends = [Math.min(...xs), Math.max(...xs)];
-      out.push([reference.label, ends.map((x) => [x, reference.value]), '#888', [2, 4], 1, false]);
+    if (reference) {
+      let [first, last] = [Infinity, -Infinity];
+      for (const [, points] of out) {
+        if (points.length > 0) [first, last] = [Math.min(first, points[0][0]), Math.max(last, points.at(-1)[0])];
+      }
+      if (first <= last) out.push([reference.label, [[first, reference.value], [last, reference.value]], '#888', [2, 4], 1, false]);
     }
     return out;
   }
