@@ -413,6 +413,12 @@ const handlers = {
 // loading in silence: past this, it is a failed start (the all-cores module falls back to one
 // thread, with the reason).
 const MODULE_START_MS = 60_000;
+// While the all-cores worker starts its threads, its own thread beats once a second. In Firefox
+// that thread sometimes blocks for good inside `new Worker` (here about one start in 25, with or
+// without the service worker); a fresh worker gets past it. Silence this long is such a start.
+const THREADS_SILENCE_MS = 10_000;
+const STUCK_STARTS = 3;
+let stuckStarts = 0;
 
 // The CPU goes to the all-cores module; WebGPU (and "auto", which times it) to the other, which
 // hands over to the all-cores module when the CPU wins. Auto times the CPU where it would train:
@@ -447,8 +453,16 @@ function startWorker(choice, reason, onReady, gpuTimed = null) {
       moduleFailed(data.message);
       return;
     }
+    if (data.type === 'threads-beat') {
+      clearTimeout(stall);
+      stall = setTimeout(stuck, THREADS_SILENCE_MS);
+      return;
+    }
     if (data.type === 'status') stage = data.text;
-    if (data.type === 'settings') clearTimeout(watchdog);
+    if (data.type === 'settings') {
+      quiet();
+      stuckStarts = 0;
+    }
     if (data.type === 'backend') {
       const cores = data.name !== 'cpu' ? ''
         : `; ${data.threads} thread${data.threads === 1 ? '' : 's'}${singleThreadReason ? ` (${singleThreadReason})` : ''}`;
@@ -460,12 +474,12 @@ function startWorker(choice, reason, onReady, gpuTimed = null) {
   current.onerror = (event) => {
     event.preventDefault();
     if (worker !== current) return;
-    clearTimeout(watchdog);
+    quiet();
     trainingFailed({ kind: 'crash', recovery: 'report', message: event.message || 'the worker could not start' });
   };
   // A browser without wasm threads, say: one thread in the other module.
   const moduleFailed = (message) => {
-    clearTimeout(watchdog);
+    quiet();
     if (variant !== 'threads') {
       progress.setStatus('error', `The WebAssembly module could not start: ${message}`);
       return;
@@ -475,6 +489,24 @@ function startWorker(choice, reason, onReady, gpuTimed = null) {
   };
   let stage = variant === 'threads' ? `Loading the all-cores WebAssembly module (${threads} threads)…` : 'Loading the WebAssembly module…';
   let watchdog;
+  let stall;
+  const quiet = () => {
+    clearTimeout(watchdog);
+    clearTimeout(stall);
+  };
+  const stuck = () => {
+    if (worker !== current) return;
+    quiet();
+    current.terminate();
+    stuckStarts += 1;
+    if (stuckStarts < STUCK_STARTS) {
+      startWorker(choice, reason, onReady, gpuTimed);
+      progress.setStatus('loading', `Starting ${threads} threads stopped answering: trying again in a fresh worker (${stuckStarts + 1} of ${STUCK_STARTS})…`);
+      return;
+    }
+    stuckStarts = 0;
+    moduleFailed(`its threads stopped answering while starting, ${STUCK_STARTS} times`);
+  };
   progress.setStatus('loading', stage);
   wasmModule(variant).then(
     (module) => {
@@ -483,6 +515,7 @@ function startWorker(choice, reason, onReady, gpuTimed = null) {
       current.postMessage({ type: 'start', module, variant, threads, cpuThreads, gpuTimed, backendChoice: choice, dataBase: new URL('data/', document.baseURI).href });
       watchdog = setTimeout(() => {
         if (worker !== current) return;
+        clearTimeout(stall);
         current.terminate();
         moduleFailed(`no answer within ${MODULE_START_MS / 1000} s (at "${stage}")`);
       }, MODULE_START_MS);

@@ -223,7 +223,15 @@ async function instantiate(variant, module, wanted) {
   if (variant === 'threads') {
     // The page gives up on a start that never answers (its watchdog names this stage).
     status('loading', `Starting ${wanted} threads…`);
-    await lib.initThreadPool(wanted);
+    // Meanwhile this thread only waits, and its beats tell the page it is not stuck: in Firefox it
+    // sometimes blocks for good inside wasm-bindgen-rayon's `new Worker` (main.js).
+    post({ type: 'threads-beat' });
+    const beat = setInterval(() => post({ type: 'threads-beat' }), 1000);
+    try {
+      await lib.initThreadPool(wanted);
+    } finally {
+      clearInterval(beat);
+    }
     threads = wanted;
   }
 }

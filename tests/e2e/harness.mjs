@@ -97,6 +97,8 @@ async function proxyBase() {
           ...(contentType ? { 'Content-Type': contentType } : {}),
           'Cross-Origin-Opener-Policy': 'same-origin',
           'Cross-Origin-Embedder-Policy': 'require-corp',
+          // A route may answer the same URL differently each time.
+          'Cache-Control': 'no-store',
         });
         response.end(body);
       } catch (error) {
