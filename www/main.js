@@ -501,11 +501,11 @@ function startWorker(choice, reason, onReady, gpuTimed = null) {
     stuckStarts += 1;
     if (stuckStarts < STUCK_STARTS) {
       startWorker(choice, reason, onReady, gpuTimed);
-      progress.setStatus('loading', `Starting ${threads} threads stopped answering: trying again in a fresh worker (${stuckStarts + 1} of ${STUCK_STARTS})…`);
+      progress.setStatus('loading', `The all-cores module stopped answering while starting ${threads} threads: trying again in a fresh worker (${stuckStarts + 1} of ${STUCK_STARTS})…`);
       return;
     }
     stuckStarts = 0;
-    moduleFailed(`its threads stopped answering while starting, ${STUCK_STARTS} times`);
+    moduleFailed(`it stopped answering while starting its threads, ${STUCK_STARTS} times`);
   };
   progress.setStatus('loading', stage);
   wasmModule(variant).then(
