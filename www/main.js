@@ -515,7 +515,6 @@ function startWorker(choice, reason, onReady, gpuTimed = null) {
       current.postMessage({ type: 'start', module, variant, threads, cpuThreads, gpuTimed, backendChoice: choice, dataBase: new URL('data/', document.baseURI).href });
       watchdog = setTimeout(() => {
         if (worker !== current) return;
-        clearTimeout(stall);
         current.terminate();
         moduleFailed(`no answer within ${MODULE_START_MS / 1000} s (at "${stage}")`);
       }, MODULE_START_MS);
