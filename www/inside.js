@@ -3,26 +3,33 @@
 // network shape and repainted in place, so drawing does not churn the page.
 import { element } from './dom.js';
 
+// Colours write one pixel's red, green and blue at `j` of an ImageData's bytes: no array per
+// pixel, since the maps are repainted with every stroke on the pad.
 // Filters are signed: blue below zero, red above, white at zero; one scale for all of them so
 // that strong and weak filters can be told apart.
-function signedColour(v) {
-  const t = Math.min(1, Math.abs(v));
-  const fade = Math.round(255 * (1 - t));
-  return v < 0 ? [fade, fade, 255] : [255, fade, fade];
+function signedColour(v, data, j) {
+  const fade = Math.round(255 * (1 - Math.min(1, Math.abs(v))));
+  data[j] = v < 0 ? fade : 255;
+  data[j + 1] = fade;
+  data[j + 2] = v < 0 ? 255 : fade;
 }
 
 // Activations after ReLU are dark where the unit fires; maps that can go negative (no activation)
 // use the signed colours.
-function inkColour(v) {
+function inkColour(v, data, j) {
   const shade = Math.round(255 * (1 - Math.min(1, v)));
-  return [shade, shade, shade];
+  data[j] = shade;
+  data[j + 1] = shade;
+  data[j + 2] = shade;
 }
 
 function paint(canvas, values, offset, scale, colour) {
   const ctx = canvas.getContext('2d');
   const image = ctx.createImageData(canvas.width, canvas.height);
-  for (let i = 0; i < canvas.width * canvas.height; i += 1) {
-    image.data.set([...colour(values[offset + i] / scale), 255], i * 4);
+  const { data } = image;
+  for (let i = 0, j = 0; j < data.length; i += 1, j += 4) {
+    colour(values[offset + i] / scale, data, j);
+    data[j + 3] = 255;
   }
   ctx.putImageData(image, 0, 0);
 }

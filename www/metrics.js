@@ -1,5 +1,6 @@
 // Classification reports, the confusion matrix and the gallery of misclassified test images.
 // Everything is built with DOM nodes and textContent: no HTML strings from data.
+import { paintDigit } from './dom.js';
 
 function pct(value) {
   return `${(value * 100).toFixed(2)}%`;
@@ -52,13 +53,7 @@ function galleryItem({ pixels, truth, predicted, index }) {
   const canvas = document.createElement('canvas');
   canvas.width = 28;
   canvas.height = 28;
-  const ctx = canvas.getContext('2d');
-  const image = ctx.createImageData(28, 28);
-  for (let i = 0; i < 784; i += 1) {
-    const v = 255 - pixels[i];
-    image.data.set([v, v, v, 255], i * 4);
-  }
-  ctx.putImageData(image, 0, 0);
+  paintDigit(canvas.getContext('2d'), (i) => pixels[i]);
   const caption = document.createElement('figcaption');
   caption.textContent = `true ${truth} → ${predicted}`;
   figure.title = `test image ${index}`;

@@ -1,5 +1,6 @@
 // The drawing pad: pointer events (mouse, touch, pen), no page scroll while drawing, a 28x28
 // preview of the network's input and ten probability bars that follow the pen.
+import { paintDigit } from './dom.js';
 
 const LINE_WIDTH = 22;
 
@@ -65,12 +66,7 @@ export function createPad({ canvas, preview, clear, prediction, bars }, requestP
   }
 
   function showPreview(pixels) {
-    const image = previewCtx.createImageData(28, 28);
-    for (let i = 0; i < 784; i += 1) {
-      const v = 255 - Math.round((pixels ? pixels[i] : 0) * 255);
-      image.data.set([v, v, v, 255], i * 4);
-    }
-    previewCtx.putImageData(image, 0, 0);
+    paintDigit(previewCtx, (i) => (pixels ? Math.round(pixels[i] * 255) : 0));
   }
 
   function showProbabilities(probabilities) {
