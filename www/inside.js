@@ -1,10 +1,9 @@
 // A look inside the network: the first convolution's filters and every convolution's activation
 // maps for the digit on the pad, redrawn with each prediction. The canvases are built once per
 // network shape and repainted in place, so drawing does not churn the page.
-import { element } from './dom.js';
+import { element, paintPixels } from './dom.js';
 
-// Colours write one pixel's red, green and blue at `j` of an ImageData's bytes: no array per
-// pixel, since the maps are repainted with every stroke on the pad.
+// Colours write one pixel's red, green and blue at `j` of an ImageData's bytes (paintPixels).
 // Filters are signed: blue below zero, red above, white at zero; one scale for all of them so
 // that strong and weak filters can be told apart.
 function signedColour(v, data, j) {
@@ -24,14 +23,7 @@ function inkColour(v, data, j) {
 }
 
 function paint(canvas, values, offset, scale, colour) {
-  const ctx = canvas.getContext('2d');
-  const image = ctx.createImageData(canvas.width, canvas.height);
-  const { data } = image;
-  for (let i = 0, j = 0; j < data.length; i += 1, j += 4) {
-    colour(values[offset + i] / scale, data, j);
-    data[j + 3] = 255;
-  }
-  ctx.putImageData(image, 0, 0);
+  paintPixels(canvas.getContext('2d'), canvas.width, canvas.height, (i, data, j) => colour(values[offset + i] / scale, data, j));
 }
 
 const largest = (values) => values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
