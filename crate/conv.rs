@@ -298,6 +298,7 @@ impl Geometry {
 /// Plain-slice kernels, NCHW, f32; images are independent, so natively they run in parallel.
 mod kernels {
     use super::Geometry;
+    use crate::threads::{for_each_part, for_each_task};
     use wide::f32x4;
 
     /// Output rows are computed in blocks of `B` columns held in registers. Every width an
@@ -342,30 +343,6 @@ mod kernels {
     /// additions in the same order natively (threads) and in the browser (one thread), so a seed
     /// gives the same run everywhere.
     const IMAGES_PER_SUM: usize = 16;
-
-    /// Runs `work` on each task: in parallel natively and in the browser's all-cores module.
-    #[cfg(any(not(target_arch = "wasm32"), threads))]
-    fn for_each_task<T: Send>(tasks: Vec<T>, work: impl Fn(T) + Sync + Send) {
-        use rayon::prelude::*;
-        tasks.into_par_iter().for_each(work);
-    }
-
-    #[cfg(all(target_arch = "wasm32", not(threads)))]
-    fn for_each_task<T>(tasks: Vec<T>, work: impl Fn(T)) {
-        tasks.into_iter().for_each(work);
-    }
-
-    /// Runs `kernel(i, part)` on each `part_len`-long part of `out` (see [`for_each_task`]).
-    fn for_each_part(
-        out: &mut [f32],
-        part_len: usize,
-        kernel: impl Fn(usize, &mut [f32]) + Sync + Send,
-    ) {
-        for_each_task(
-            out.chunks_mut(part_len).enumerate().collect(),
-            |(i, part)| kernel(i, part),
-        );
-    }
 
     /// `out[n, co] = bias[co] + sum over ci of x[n, ci] correlated with weight[co, ci]`, through
     /// ReLU if `relu`.

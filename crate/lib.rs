@@ -26,6 +26,7 @@ pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod network;
+pub mod norm;
 pub mod optimizer;
 pub mod pad;
 pub mod rng;

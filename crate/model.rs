@@ -13,6 +13,7 @@ use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 
 use crate::conv::conv3x3;
 use crate::network::{Activation, Layer, Network, NetworkError, Output, Padding};
+use crate::norm::batch_norm;
 
 pub const IMAGE_SIDE: usize = 28;
 pub const PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
@@ -172,8 +173,8 @@ impl Cnn {
                         unreachable!("built from the same description")
                     };
                     match x {
-                        Values::Image(x) => Values::Image(norm.forward(x)),
-                        Values::Vector(x) => Values::Vector(norm.forward(x)),
+                        Values::Image(x) => Values::Image(batch_norm(norm, x)),
+                        Values::Vector(x) => Values::Vector(batch_norm(norm, x)),
                     }
                 }
                 (Layer::Dropout { rate }, Values::Image(x)) => {

@@ -66,6 +66,30 @@ pub fn in_pool<R>(work: impl FnOnce() -> R) -> R {
     work()
 }
 
+/// Runs `work` on each task: in parallel natively and in the browser's all-cores module.
+#[cfg(any(not(target_arch = "wasm32"), threads))]
+pub fn for_each_task<T: Send>(tasks: Vec<T>, work: impl Fn(T) + Sync + Send) {
+    use rayon::prelude::*;
+    tasks.into_par_iter().for_each(work);
+}
+
+#[cfg(all(target_arch = "wasm32", not(threads)))]
+pub fn for_each_task<T>(tasks: Vec<T>, work: impl Fn(T)) {
+    tasks.into_iter().for_each(work);
+}
+
+/// Runs `kernel(i, part)` on each `part_len`-long part of `out` (see [`for_each_task`]).
+pub fn for_each_part(
+    out: &mut [f32],
+    part_len: usize,
+    kernel: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
+    for_each_task(
+        out.chunks_mut(part_len).enumerate().collect(),
+        |(i, part)| kernel(i, part),
+    );
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use rayon::prelude::*;
