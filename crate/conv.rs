@@ -27,8 +27,9 @@ use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::activation::relu;
-use burn::tensor::{DType, Shape, Tensor, TensorData};
+use burn::tensor::{Shape, Tensor};
 
+use crate::cpu::{f32s, flex, is_f32};
 use crate::network::Activation;
 
 /// `layer` applied to `x` `[batch, c_in, h, w]`, then `activation`: through the ops below when the
@@ -239,28 +240,6 @@ fn flex_grads(
         flex(grads.dw, [g.c_out, g.c_in, 3, 3]),
         flex(grads.db, [g.c_out]),
     )
-}
-
-fn is_f32(tensor: &FlexTensor) -> bool {
-    tensor.dtype() == DType::F32
-}
-
-/// A contiguous f32 copy only where the layout needs one (a transposed view, say).
-fn f32s(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match tensor.as_slice::<f32>() {
-        Some(slice) => std::borrow::Cow::Borrowed(slice),
-        None => std::borrow::Cow::Owned(
-            tensor
-                .to_contiguous()
-                .as_slice::<f32>()
-                .expect("a contiguous f32 tensor")
-                .to_vec(),
-        ),
-    }
-}
-
-fn flex<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 /// The sizes of one convolution: input `[batch, c_in, height, width]`, weight `[c_out, c_in, 3, 3]`.

@@ -1,10 +1,10 @@
 //! The losses the report tried, on the network's last-layer values and the true digits.
 
-use burn::nn::loss::CrossEntropyLoss;
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, sigmoid, softmax};
 use serde::{Deserialize, Serialize};
 
+use crate::head::cross_entropy;
 use crate::model::CLASSES;
 use crate::network::Output;
 
@@ -31,11 +31,8 @@ impl Loss {
     /// as Keras computes it for `output`: with a sigmoid output, cross-entropy reads the
     /// sigmoids divided by their sum.
     pub fn mean(self, output: Output, values: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-        let device = values.device();
         match (self, output) {
-            (Loss::CrossEntropy, Output::Softmax) => {
-                CrossEntropyLoss::new(None, &device).forward(values, targets)
-            }
+            (Loss::CrossEntropy, Output::Softmax) => cross_entropy(values, targets),
             (Loss::CrossEntropy, Output::Sigmoid) => {
                 // -log(sigmoid(z_y) / sum sigmoid(z)) = log(sum sigmoid(z)) - log_sigmoid(z_y)
                 let [batch, _] = values.dims();

@@ -12,8 +12,10 @@ use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 
 use crate::conv::conv3x3;
+use crate::head::global_avg_pool;
 use crate::network::{Activation, Layer, Network, NetworkError, Output, Padding};
 use crate::norm::batch_norm;
+use crate::pointwise::{self, conv1x1};
 
 pub const IMAGE_SIDE: usize = 28;
 pub const PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
@@ -154,6 +156,7 @@ impl Cnn {
                             conv3x3(conv, x.pad([(1, 1), (1, 1)], 0.0), *activation)
                         }
                         (3, Padding::Valid) => conv3x3(conv, x, *activation),
+                        (1, _) => activate(conv1x1(conv, x), *activation),
                         _ => activate(conv.forward(x), *activation),
                     })
                 }
@@ -165,7 +168,7 @@ impl Cnn {
                 }
                 (Layer::GlobalAvgPool, Values::Image(x)) => {
                     // [batch, channels, h, w] -> [batch, channels]
-                    Values::Vector(x.mean_dim(3).mean_dim(2).flatten(1, 3))
+                    Values::Vector(global_avg_pool(x))
                 }
                 (Layer::Flatten, Values::Image(x)) => Values::Vector(x.flatten(1, 3)),
                 (Layer::BatchNorm, x) => {
@@ -187,7 +190,7 @@ impl Cnn {
                     let Some(Learned::Dense(dense)) = learned.next() else {
                         unreachable!("built from the same description")
                     };
-                    Values::Vector(activate(dense.forward(x), *activation))
+                    Values::Vector(activate(pointwise::dense(dense, x), *activation))
                 }
                 _ => unreachable!("the description was validated when the model was built"),
             };

@@ -5,10 +5,11 @@
 //! and as many backward. In the best7k preset, with batch norm after each of its six
 //! convolutions, that was 40% of a training step natively (the same network without its batch
 //! norms: 32 ms per batch of 128 against 56). Here the CPU path is one pass per channel for each
-//! statistic and one pass per image for the output, on every thread, and its sums run in a
-//! fixed order of 4-lane registers: the same bits on any number of threads, natively (SSE, AVX2
-//! or AVX-512) and in the browser (SIMD128). burn's reductions follow the widest vector the CPU
-//! offers, so native and browser runs of a batch-normalised network drifted apart.
+//! statistic and one pass per image for the output, on every thread, and its sums run in one
+//! fixed order: the same bits on any number of threads, natively (SSE, AVX2 or AVX-512) and in
+//! the browser (SIMD128). burn's reductions follow the widest vector the CPU
+//! offers, so native and browser runs of a batch-normalised network drifted apart
+//! (`crate::cpu::sum_rows`).
 //!
 //! The op is a burn backend extension, as `crate::conv`'s: [`NormBackend`] is implemented for
 //! `Flex` (the kernels), for the cubecl backend (burn's ops) and for `Autodiff` (one node whose
@@ -27,7 +28,9 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::Cube;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata};
 use burn::nn::BatchNorm;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::Tensor;
+
+use crate::cpu::{f32s, flex, is_f32};
 
 /// `norm` applied to `x` `[batch, channels, ...]`, as burn's `BatchNorm::forward` does: on a
 /// training device with the batch's statistics (through the op below), folding them into the
@@ -149,28 +152,6 @@ impl NormBackend for Flex {
     }
 }
 
-fn is_f32(tensor: &FlexTensor) -> bool {
-    tensor.dtype() == DType::F32
-}
-
-/// A contiguous f32 copy only where the layout needs one.
-fn f32s(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match tensor.as_slice::<f32>() {
-        Some(slice) => std::borrow::Cow::Borrowed(slice),
-        None => std::borrow::Cow::Owned(
-            tensor
-                .to_contiguous()
-                .as_slice::<f32>()
-                .expect("a contiguous f32 tensor")
-                .to_vec(),
-        ),
-    }
-}
-
-fn flex(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.into()))
-}
-
 /// `[batch, channels, ...]` seen as `[batch, channels, plane]`.
 #[derive(Debug, Clone, Copy)]
 struct Layout {
@@ -199,6 +180,7 @@ impl Layout {
 /// one order; channels and images are independent, so natively they run in parallel.
 mod kernels {
     use super::Layout;
+    use crate::cpu::sum_rows;
     use crate::threads::for_each_part;
     use wide::f32x4;
 
@@ -218,10 +200,7 @@ mod kernels {
         }
     }
 
-    /// `sum over n and i of term(a[n, c, i], b[n, c, i])` for one channel: 4 columns at a time
-    /// into four lanes, the `plane % 4` last of each image as scalars, then
-    /// `((l0 + l1) + (l2 + l3)) + tail`. `wide`'s plain `+` and `*` never fuse, so every machine
-    /// adds the same roundings in the same order.
+    /// `sum over n and i of term(a[n, c, i], b[n, c, i])` for one channel, in `sum_rows`' order.
     #[inline(always)]
     fn channel_sum(
         l: Layout,
@@ -231,21 +210,11 @@ mod kernels {
         term: impl Fn(f32x4, f32x4) -> f32x4,
         scalar: impl Fn(f32, f32) -> f32,
     ) -> f32 {
-        let vector_end = l.plane / 4 * 4;
-        let load = |values: &[f32], at: usize| f32x4::new(values[at..at + 4].try_into().unwrap());
-        let (mut lanes, mut tail) = (f32x4::ZERO, 0.0f32);
-        for n in 0..l.batch {
+        let rows = (0..l.batch).map(|n| {
             let at = (n * l.channels + c) * l.plane;
-            let (a, b) = (&a[at..][..l.plane], &b[at..][..l.plane]);
-            for i in (0..vector_end).step_by(4) {
-                lanes += term(load(a, i), load(b, i));
-            }
-            for i in vector_end..l.plane {
-                tail += scalar(a[i], b[i]);
-            }
-        }
-        let [l0, l1, l2, l3] = lanes.to_array();
-        ((l0 + l1) + (l2 + l3)) + tail
+            (&a[at..][..l.plane], &b[at..][..l.plane])
+        });
+        sum_rows(rows, term, scalar)
     }
 
     /// Runs `value(c, i, v)` over every value `v` at `(n, c, i)`, writing the result to a new

@@ -416,7 +416,9 @@ impl SearchReport {
                  Candidates train on the first 48,000 images of the training file and are \
                  compared on the last 12,000 (validation) with seed {SEARCH_SEED}; each run keeps \
                  the weights of its epoch of lowest validation loss. Only the winner's final runs \
-                 read the test set, once each, at the end.\n"
+                 read the test set, once each, at the end. A run in the JSON whose settings match \
+                 is kept, not retrained, even after the code's arithmetic changed: each line is \
+                 the run as it was computed then (delete a run from the JSON to retrain it).\n"
             ),
         );
         line(&mut md, "## What was tried\n".into());
