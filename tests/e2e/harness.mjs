@@ -1,7 +1,10 @@
 // The app as users run it (`trunk serve`) in headless Debian Chromium and Firefox ESR, both driven
 // by puppeteer-core (Chromium over CDP, Firefox over WebDriver BiDi; no browser is downloaded).
 // Shared by the end-to-end tests and the browser half of the benchmark (scripts/bench-browser.mjs).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import http from 'node:http';
 import puppeteer from 'puppeteer-core';
 
@@ -338,4 +341,22 @@ export async function drawSeven(page) {
     throw new Error(`no prediction shown (${await attr(page, 'prediction', 'title')}): ${error.message}`);
   }
   return text(page, 'prediction');
+}
+
+// The native twin's run of the same settings on the CPU (`mnist7k train ... --json`), as the run
+// file it writes: the CPU path adds in one order on every machine and in both browsers, so a tab's
+// run must end where this one does. NATIVE_TARGET_DIR is where CI keeps the native build (the
+// native tests build this binary first); elsewhere cargo's own target directory.
+export function nativeRun(args) {
+  const file = join(mkdtempSync(join(tmpdir(), 'mnist7k-native-')), 'run.json');
+  const targetDir = process.env.NATIVE_TARGET_DIR ?? process.env.CARGO_TARGET_DIR ?? 'target';
+  execFileSync('cargo', ['run', '--profile', 'quick', '--quiet', '--bin', 'mnist7k', '--', 'train', '--data', 'data',
+    '--backend', 'cpu', ...args, '--json', file], { env: { ...process.env, CARGO_TARGET_DIR: targetDir }, stdio: ['ignore', 'ignore', 'inherit'] });
+  return JSON.parse(readFileSync(file, 'utf8'));
+}
+
+// A test report as the page shows it (www/metrics.js) and the CLI prints it: the loss, then
+// each digit's precision, recall and F1 to four places.
+export function reportFigures(loss, report) {
+  return [loss.toFixed(4), ...report.classes.flatMap((c) => [c.precision, c.recall, c.f1].map((v) => v.toFixed(4)))];
 }
