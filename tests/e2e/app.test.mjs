@@ -5,8 +5,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import {
-  BROWSERS, MINUTE, attr, click, count, drawSeven, longTaskObserverWorks, longestTaskSince, measureSpeed, noticeText, openPage,
-  serveApp, text, unexpected, waitForState,
+  BROWSERS, MINUTE, attr, click, count, drawSeven, longTaskObserverWorks, longestTaskSince, measureSpeed, nativeRun, noticeText, openPage,
+  reportFigures, serveApp, shownFigures, text, unexpected, waitForState,
 } from './harness.mjs';
 
 let stopServer = () => {};
@@ -126,9 +126,14 @@ for (const engine of BROWSERS) {
       await waitForState(page, 'idle', 5 * MINUTE);
       assert.match(await text(page, 'backend-active'), /^cpu — (this browser has no WebGPU|WebGPU found no adapter)/);
       const accuracy = await trainShortRun(page);
-      // Deterministic on the CPU (same bits in every browser): 91.6% seen; the floor sits under it.
       console.log(`${engine} cpu e2e: test accuracy ${accuracy}% (floor 88%)`);
       assert.ok(accuracy > 88, `test accuracy ${accuracy}%`);
+      // The native twin's run of the same settings ends on the same test report, to every figure
+      // the page shows: the report's network adds in one order natively and in both browsers.
+      const native = nativeRun(['--epochs', '2', '--limit', '3000', '--lr', '0.003']).metrics;
+      console.log(`natively: test accuracy ${(100 * native.test_report.accuracy).toFixed(2)}%`);
+      const report = await text(page, 'report-test');
+      assert.deepEqual(shownFigures(report), reportFigures(native.test_loss, native.test_report));
       assert.equal(await drawSeven(page), '7');
       await seeInside(page, engine);
       // The speed test trains a fresh model of its own and gives the finished run its status back.

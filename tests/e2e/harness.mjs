@@ -360,3 +360,7 @@ export function nativeRun(args) {
 export function reportFigures(loss, report) {
   return [loss.toFixed(4), ...report.classes.flatMap((c) => [c.precision, c.recall, c.f1].map((v) => v.toFixed(4)))];
 }
+
+// The same figures read from the page's test report (`data-testid="report-test"`).
+export const shownFigures = (reportText) => [reportText.match(/loss ([\d.]+),/)[1],
+  ...reportText.split('\n').slice(3, 13).flatMap((line) => line.trim().split(/\s+/).slice(1, 4))];

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   BROWSERS, MINUTE, attr, click, count, disabled, downloaded, drawSeven, isHidden, nativeRun, noticeText, openPage, reportFigures,
-  serveApp, setLayerField, text, typeInto, unexpected, valueOf, waitForState, waitForText,
+  serveApp, setLayerField, shownFigures, text, typeInto, unexpected, valueOf, waitForState, waitForText,
 } from './harness.mjs';
 
 let stopServer = () => {};
@@ -242,10 +242,8 @@ for (const engine of BROWSERS) {
       // The same run natively ends on the same test report, to every figure the page shows:
       // batch norm, the 1x1 convolution, the pooling and the loss add in one order everywhere.
       const native = nativeRun(['--preset', 'best7k', '--epochs', '1', '--limit', '9000', '--seed', '3']).metrics;
-      const shown = [report.match(/loss ([\d.]+),/)[1], ...report.split('\n').slice(3, 13)
-        .flatMap((line) => line.trim().split(/\s+/).slice(1, 4))];
       console.log(`natively: test accuracy ${(100 * native.test_report.accuracy).toFixed(2)}%, loss ${native.test_loss.toFixed(4)}`);
-      assert.deepEqual(shown, reportFigures(native.test_loss, native.test_report));
+      assert.deepEqual(shownFigures(report), reportFigures(native.test_loss, native.test_report));
       assert.deepEqual(unexpected(errors), []);
     } finally {
       await browser.close();
