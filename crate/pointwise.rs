@@ -287,8 +287,8 @@ mod kernels {
                     // A dense layer: `sum_rows` of one pair is its product, so the same bits
                     // come from all inputs at once.
                     let image = &x[n * s.c_in..][..s.c_in];
-                    let weights = part[..s.c_in].iter_mut().zip(image);
-                    weights.for_each(|(sum, v)| *sum += g[0] * v);
+                    let sums = part[..s.c_in].iter_mut().zip(image);
+                    sums.for_each(|(sum, v)| *sum += g[0] * v);
                 } else {
                     for (ci, sum) in part[..s.c_in].iter_mut().enumerate() {
                         let once = std::iter::once((g, row(s, x, s.c_in, n, ci)));
