@@ -36,6 +36,12 @@ use crate::cpu::{f32s, flex, is_f32};
 /// training device with the batch's statistics (through the op below), folding them into the
 /// running ones with the layer's momentum; elsewhere with the running statistics.
 pub fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    let [features] = norm.gamma.dims();
+    assert_eq!(
+        x.dims()[1],
+        features,
+        "batch norm over the wrong number of channels"
+    );
     if !(x.device().is_autodiff() && norm.training.is_enabled()) {
         return norm.forward(x);
     }
@@ -217,8 +223,7 @@ mod kernels {
         sum_rows(rows, term, scalar)
     }
 
-    /// Runs `value(c, i, v)` over every value `v` at `(n, c, i)`, writing the result to a new
-    /// batch, one image per task.
+    /// `value(c, v)` for every value `v` of channel `c`, into a new batch, one image per task.
     fn map(l: Layout, x: &[f32], value: impl Fn(usize, f32) -> f32 + Sync + Send) -> Vec<f32> {
         let mut out = vec![0.0; x.len()];
         let image = l.channels * l.plane;

@@ -155,7 +155,7 @@ impl PointwiseBackend for Cube {}
 impl PointwiseBackend for Flex {
     fn pointwise(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         match Sizes::of(&x, &weight) {
-            Some(s) if is_f32(&bias) => {
+            Some(s) if is_f32(&bias) && bias.shape().num_elements() == s.c_out => {
                 let out = kernels::forward(s, &f32s(&x), &f32s(&weight), &f32s(&bias));
                 flex(out, [s.batch, s.c_out, s.plane])
             }
@@ -195,7 +195,8 @@ impl Sizes {
             && xs.num_dims() == 3
             && ws.num_dims() == 2
             && xs[1] == ws[1]
-            && xs.num_elements() > 0;
+            && xs.num_elements() > 0
+            && ws.num_elements() > 0;
         fits.then(|| Self {
             batch: xs[0],
             c_in: xs[1],
