@@ -32,11 +32,23 @@ pub fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
 /// `log(sum exp(values)) - values[target]`, from values `[batch, classes]` and digits `[batch]`.
 pub fn cross_entropy(values: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     let [_, classes] = values.dims();
-    let one_hot = targets.one_hot::<2>(classes).float(); // [batch, classes]
+    let one_hot = one_hot(targets, classes); // [batch, classes]
     Tensor::from_dispatch(Dispatch::cross_entropy(
         values.into_dispatch(),
         one_hot.into_dispatch(),
     ))
+}
+
+/// Digits `[batch]` as one-hot rows `[batch, classes]`, by comparisons on the device: burn's
+/// `one_hot` checks its indices by reading them back, which a browser's GPU cannot do
+/// synchronously (WebGPU training stopped there).
+pub fn one_hot(targets: Tensor<1, Int>, classes: usize) -> Tensor<2> {
+    let [batch] = targets.dims();
+    let digits = Tensor::<1, Int>::arange(0..classes as i64, &targets.device())
+        .reshape([1, classes])
+        .expand([batch, classes]); // [batch, classes]: 0..classes on each row
+    let targets = targets.reshape([batch, 1]).expand([batch, classes]); // [batch, classes]
+    targets.equal(digits).float()
 }
 
 /// burn's own ops: what every backend but `flex` (f32) runs.
@@ -348,6 +360,16 @@ mod tests {
         assert_eq!(ln(1.0), 0.0);
         assert!(exp(f32::NAN).is_nan() && ln(-1.0).is_nan());
         assert_eq!(ln(0.0), f32::NEG_INFINITY);
+    }
+
+    /// The one-hot rows match burn's `one_hot`.
+    #[test]
+    fn one_hot_rows_match_burn() {
+        let device = Device::flex();
+        let targets = Tensor::<1, Int>::from_data([3i64, 0, 9, 3], &device);
+        let ours = values(one_hot(targets.clone(), 10));
+        assert_eq!(ours, values(targets.one_hot::<2>(10).float()));
+        assert_eq!(ours.iter().sum::<f32>(), 4.0);
     }
 
     /// The mean of each plane (odd planes: lanes and scalar tails) and its gradient, against

@@ -4,7 +4,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, sigmoid, softmax};
 use serde::{Deserialize, Serialize};
 
-use crate::head::cross_entropy;
+use crate::head::{cross_entropy, one_hot};
 use crate::model::CLASSES;
 use crate::network::Output;
 
@@ -45,7 +45,7 @@ impl Loss {
                     Output::Softmax => softmax(values, 1),
                     Output::Sigmoid => sigmoid(values),
                 };
-                let one_hot = targets.one_hot::<2>(CLASSES).float(); // [batch, 10]
+                let one_hot = one_hot(targets, CLASSES); // [batch, 10]
                 let diff = probabilities - one_hot;
                 match error {
                     Loss::Mse => diff.powi_scalar(2).mean(),
