@@ -65,8 +65,9 @@ export async function serveApp() {
   return stop;
 }
 
-// Recorded in every page before its scripts run: long main-thread tasks (Chromium only) and
-// Content-Security-Policy violations (which also go to the console, hence to `errors`).
+// Recorded in every page before its scripts run: long main-thread tasks (Chromium only), the
+// status line's texts and Content-Security-Policy violations (which also go to the console,
+// hence to `errors`).
 function instrument() {
   // Keeps entries of `type` as `record` maps them, in window[name]: null where the browser has
   // no such entries. window.flushTimings() takes those not yet delivered, before a reading.
@@ -90,6 +91,13 @@ function instrument() {
       `style and layout ${e.styleAndLayoutStart ? Math.round(e.startTime + e.duration - e.styleAndLayoutStart) : 0} ms)`,
       ...e.scripts.map((script) => `${script.invoker} ${script.sourceFunctionName || ''} ${Math.round(script.duration)} ms`)].join('; '),
   }));
+  // Every text the status line shows, in order: a passing message can be replaced before a poll
+  // sees it (a retried start's notice, when the fresh worker answers at once).
+  window.statusTexts = [];
+  new MutationObserver(() => {
+    const shown = document.querySelector('[data-testid="status"]')?.textContent;
+    if (shown && shown !== window.statusTexts.at(-1)) window.statusTexts.push(shown);
+  }).observe(document, { subtree: true, childList: true, characterData: true });
   document.addEventListener('securitypolicyviolation', (e) => {
     console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
   });
