@@ -715,20 +715,13 @@ fn tracked<B: Conv3x3Backend, C: CheckpointStrategy>(
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+    use crate::cpu::testing::{self, values};
     use burn::nn::conv::Conv2dConfig;
     use burn::prelude::Device;
     use burn::tensor::Distribution;
 
-    fn values(tensor: Tensor<4>) -> Vec<f32> {
-        tensor.into_data().try_to_vec::<f32>().unwrap()
-    }
-
     fn assert_close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}: lengths");
-        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 1e-4 * scale, "{what}[{i}]: {x} vs {y}");
-        }
+        testing::assert_close(a, b, 1e-4, what)
     }
 
     /// Forward values and all three gradients match burn's own conv2d (then ReLU where fused):

@@ -51,3 +51,25 @@ pub fn sum_rows<'a>(
     let [l0, l1, l2, l3] = lanes.to_array();
     ((l0 + l1) + (l2 + l3)) + tail
 }
+
+/// What the kernels' tests compare with burn's ops.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub mod testing {
+    use burn::tensor::Tensor;
+
+    pub fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+        tensor.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// Each of `a` within `tolerance` times the largest magnitude of `b` (at least 1) of `b`'s.
+    pub fn assert_close(a: &[f32], b: &[f32], tolerance: f32, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= tolerance * scale,
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+}

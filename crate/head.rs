@@ -323,20 +323,13 @@ impl<B: HeadBackend, C: CheckpointStrategy> HeadBackend for Autodiff<B, C> {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+    use crate::cpu::testing::{self, values};
     use burn::nn::loss::CrossEntropyLoss;
     use burn::prelude::Device;
     use burn::tensor::Distribution;
 
-    fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-        tensor.into_data().try_to_vec::<f32>().unwrap()
-    }
-
     fn assert_close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}: lengths");
-        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 1e-5 * scale, "{what}[{i}]: {x} vs {y}");
-        }
+        testing::assert_close(a, b, 1e-5, what)
     }
 
     /// The portable `exp` and `ln` against the platform's, computed in f64 and rounded: within
