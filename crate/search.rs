@@ -21,6 +21,9 @@ use crate::training::Event;
 pub const SEARCH_SEED: u64 = 1;
 /// The seeds of the winner's final runs.
 pub const FINAL_SEEDS: [u64; 5] = [1, 2, 3, 4, 5];
+/// The validation split's images (the last 20% of the 60,000-image training file), which every
+/// candidate's figure is measured on.
+pub const VALIDATION_IMAGES: usize = 12_000;
 /// The preset that must be the winner, so that `mnist7k train --preset best7k --seed N`
 /// repeats final run N.
 pub const PRESET: &str = "best7k";
@@ -398,6 +401,47 @@ impl SearchReport {
         self.median_seed = by_accuracy[by_accuracy.len() / 2].seed;
     }
 
+    /// How much the search's single-seed figures can tell apart, against the spread of the
+    /// winner's own runs: in words, for the report.
+    fn noise(&self) -> Option<String> {
+        let winner = self.search.iter().find(|t| t.name == self.chosen)?;
+        if self.runs.len() < 2 {
+            return None;
+        }
+        let standard_error = |p: f64, n: usize| (p * (1.0 - p) / n as f64).sqrt();
+        let points = |x: f64| 100.0 * x;
+        let val: Vec<f64> = self.runs.iter().map(|r| r.val_accuracy).collect();
+        let (val_mean, val_std) = mean_and_std(&val);
+        let one = standard_error(winner.val_accuracy, VALIDATION_IMAGES);
+        let test_images: u64 = self.runs[0].test_confusion.counts.iter().flatten().sum();
+        Some(format!(
+            "**How much these figures can tell apart.** A candidate's validation accuracy is one \
+             run on {} images: at {:.2}% one standard error of sampling is {:.2} points, so \
+             two candidates less than {:.2} points apart (1.96 x sqrt 2 standard errors) are not \
+             told apart at 95% by sampling alone, before any spread from the seed. \
+             The winner reached {:.2}% on validation in the search, its {} final runs {:.2}% \
+             (standard deviation {:.2}): the highest of {} noisy figures is also partly the \
+             luckiest. The test mean above carries a standard error of {:.2} points over the \
+             seeds, and each run's test accuracy one of {:.2} points from sampling {} test \
+             images.\n",
+            thousands(VALIDATION_IMAGES),
+            points(winner.val_accuracy),
+            points(one),
+            points(1.96 * std::f64::consts::SQRT_2 * one),
+            points(winner.val_accuracy),
+            self.runs.len(),
+            points(val_mean),
+            points(val_std),
+            self.search.len(),
+            points(self.std_test_accuracy / (self.runs.len() as f64).sqrt()),
+            points(standard_error(
+                self.mean_test_accuracy,
+                test_images as usize
+            )),
+            thousands(test_images as usize),
+        ))
+    }
+
     /// The report as Markdown: what was tried, the winner's table, the final runs.
     pub fn to_markdown(&self, summary_table: &str, command: &str) -> String {
         let mut md = String::new();
@@ -414,11 +458,12 @@ impl SearchReport {
             format!(
                 "Produced by `{command}` (this file and `best-under-7k.json` beside it). \
                  Candidates train on the first 48,000 images of the training file and are \
-                 compared on the last 12,000 (validation) with seed {SEARCH_SEED}; each run keeps \
+                 compared on the last {} (validation) with seed {SEARCH_SEED}; each run keeps \
                  the weights of its epoch of lowest validation loss. Only the winner's final runs \
                  read the test set, once each, at the end. A run in the JSON whose settings match \
                  is kept, not retrained, even after the code's arithmetic changed: each line is \
-                 the run as it was computed then (delete a run from the JSON to retrain it).\n"
+                 the run as it was computed then (delete a run from the JSON to retrain it).\n",
+                thousands(VALIDATION_IMAGES)
             ),
         );
         line(&mut md, "## What was tried\n".into());
@@ -495,6 +540,9 @@ impl SearchReport {
                 100.0 * self.std_test_accuracy
             ),
         );
+        if let Some(noise) = self.noise() {
+            line(&mut md, noise);
+        }
         if let Some(median) = self.runs.iter().find(|r| r.seed == self.median_seed) {
             line(
                 &mut md,

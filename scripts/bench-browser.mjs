@@ -3,6 +3,7 @@
 // end-to-end tests drive the page. The CPU (flex, SIMD128) on one thread and on every core (the
 // all-cores module) in Chromium and Firefox, and WebGPU in Chromium (SwiftShader here). Prints one
 // `BENCH_JSON {...}` line per backend, thread count and browser, as tests/bench.rs does.
+import { readFile } from 'node:fs/promises';
 import {
   MINUTE, attr, click, measureWarmSpeed, openPage, serveApp, typeInto, waitForState,
 } from '../tests/e2e/harness.mjs';
@@ -60,32 +61,79 @@ async function measure({ engine, backend, webgpu = false, threads }, first) {
   }
 }
 
+// TensorFlow.js's page (scripts/tfjs-bench.js): its scripts from node_modules, beside the app
+// (whose server answers the data), cross-origin isolated like the app's pages.
+const TFJS_SCRIPTS = ['tfjs-core/dist/tf-core.min.js', 'tfjs-backend-cpu/dist/tf-backend-cpu.min.js',
+  'tfjs-layers/dist/tf-layers.min.js', 'tfjs-backend-wasm/dist/tf-backend-wasm.min.js'];
+const TFJS_PAGE = `<!doctype html><meta charset="utf-8"><title>TensorFlow.js benchmark</title>
+${TFJS_SCRIPTS.map((file) => `<script src="/node_modules/@tensorflow/${file}"></script>`).join('\n')}
+<script type="module">import { bench } from '/tfjs-bench.js'; window.benchResult = bench();</script>`;
+const TFJS_ROUTES = [[(url) => /\/(tfjs\/|tfjs-bench\.js|node_modules\/@tensorflow\/)/.test(new URL(url).pathname), async (url) => {
+  const path = new URL(url).pathname;
+  if (path === '/tfjs/') return { body: TFJS_PAGE, contentType: 'text/html' };
+  const file = path === '/tfjs-bench.js' ? 'scripts/tfjs-bench.js' : path.slice(1);
+  const contentType = file.endsWith('.wasm') ? 'application/wasm' : 'text/javascript';
+  return { body: await readFile(file), contentType };
+}]];
+
+async function measureTfjs(engine) {
+  const { browser, page, errors, open } = await openPage({ engine, query: 'tfjs/', routes: TFJS_ROUTES });
+  try {
+    await open();
+    await page.waitForFunction(() => window.benchResult, { timeout: MINUTE });
+    const result = await page.evaluate(() => window.benchResult);
+    // The same network, and a weight gradient that agrees with TF.js's own to rounding.
+    if (result.params !== 6722 || !(result.gradient_check < 1e-3)) throw new Error(`not the comparison intended: ${JSON.stringify(result)}`);
+    return { user_agent: await page.evaluate(() => navigator.userAgent), result };
+  } catch (error) {
+    throw new Error(`${engine} TensorFlow.js: ${error.message} ${errors.join(' | ')}`);
+  } finally {
+    await browser.close();
+  }
+}
+
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const report = (line) => console.log(`BENCH_JSON ${JSON.stringify({ where: 'browser', ...line })}`);
 
 // One engine's CPU rows: each thread count's first-round page, its speed replaced by the median
 // over the rounds (each round's figure beside it); the all-cores row also carries the ratio to
-// one thread within each round and its median.
+// one thread and to TensorFlow.js's wasm backend within each round, and their medians.
 async function cpuRounds(engine) {
-  const runs = [{ engine, backend: 'cpu', threads: 1 }, { engine, backend: 'cpu', threads: null }];
+  const runs = [
+    (first) => measure({ engine, backend: 'cpu', threads: 1 }, first),
+    (first) => measure({ engine, backend: 'cpu', threads: null }, first),
+    () => measureTfjs(engine),
+  ];
   const pages = runs.map(() => []);
   for (let round = 0; round < ROUNDS; round += 1) {
-    for (const i of round % 2 ? [1, 0] : [0, 1]) pages[i].push(await measure(runs[i], round === 0));
+    const order = runs.map((_, i) => i);
+    if (round % 2) order.reverse();
+    for (const i of order) pages[i].push(await runs[i](round === 0));
   }
   const speeds = pages.map((list) => list.map((p) => p.result.samples_per_second));
-  const ratios = speeds[1].map((speed, round) => speed / speeds[0][round]);
-  console.log(`${engine}: all cores against one thread by round ${ratios.map((r) => `x${r.toFixed(2)}`).join(', ')} (median x${median(ratios).toFixed(2)})`);
-  pages.forEach((list, i) => report({
-    user_agent: list[0].user_agent,
-    result: {
-      ...list[0].result,
+  const byRound = (of, to) => speeds[of].map((speed, round) => speed / speeds[to][round]);
+  const [ratios, againstTfjs] = [byRound(1, 0), byRound(1, 2)];
+  const said = (list) => `${list.map((r) => `x${r.toFixed(2)}`).join(', ')} (median x${median(list).toFixed(2)})`;
+  console.log(`${engine}: all cores against one thread by round ${said(ratios)}`);
+  console.log(`${engine}: all cores against TensorFlow.js (wasm, ${pages[2][0].result.threads} threads) by round ${said(againstTfjs)}`);
+  pages.forEach((list, i) => {
+    const { result } = list[0];
+    const rounds = {
       samples_per_second: median(speeds[i]),
-      ms_per_batch: 1000 * list[0].result.batch_size / median(speeds[i]),
-      gflops: list[0].result.gflops * median(speeds[i]) / list[0].result.samples_per_second,
+      ms_per_batch: 1000 * result.batch_size / median(speeds[i]),
       round_samples_per_second: speeds[i],
-      ...(i === 1 ? { ratio_to_one_thread_by_round: ratios, ratio_to_one_thread: median(ratios) } : {}),
-    },
-  }));
+    };
+    if (result.gflops) rounds.gflops = result.gflops * median(speeds[i]) / result.samples_per_second;
+    if (i === 1) {
+      Object.assign(rounds, {
+        ratio_to_one_thread_by_round: ratios,
+        ratio_to_one_thread: median(ratios),
+        ratio_to_tfjs_by_round: againstTfjs,
+        ratio_to_tfjs: median(againstTfjs),
+      });
+    }
+    report({ user_agent: list[0].user_agent, result: { ...result, ...rounds } });
+  });
 }
 
 const stopServer = await serveApp();

@@ -39,6 +39,13 @@ async function trainShortRun(page) {
   // The bar to pass, on the accuracy chart beside the run's curves.
   const legend = await page.$eval('[data-testid="chart-accuracy"] .u-legend', (e) => e.textContent);
   assert.match(legend, /this run validation.*the report's test accuracy \(99\.1%\)/s, legend);
+  // Accuracy on its error's log scale by default, marked in percent up to the bar's 99%; plain
+  // numbers once the box is cleared.
+  const ticks = () => attr(page, 'chart-accuracy', 'data-ticks');
+  const nines = (await ticks()).split(' ');
+  assert.ok(nines.every((t) => /^\d+(\.\d+)?%$/.test(t)) && nines.includes('90%') && nines.includes('99%'), nines.join(' '));
+  await page.$eval('[data-testid="chart-accuracy"] .chart-bar input', (box) => box.click());
+  await page.waitForFunction(() => /^[\d. ]+$/.test(document.querySelector('[data-testid="chart-accuracy"]').dataset.ticks), { timeout: MINUTE, polling: 100 });
   assert.match(await text(page, 'report-train'), /weighted avg/);
   assert.equal(await count(page, '[data-testid="confusion"] tr'), 11);
   assert.ok(await count(page, '[data-testid="misclassified"] figure') > 0);
