@@ -115,7 +115,8 @@ async function cpuRounds(engine) {
   const [ratios, againstTfjs] = [byRound(1, 0), byRound(1, 2)];
   const said = (list) => `${list.map((r) => `x${r.toFixed(2)}`).join(', ')} (median x${median(list).toFixed(2)})`;
   console.log(`${engine}: all cores against one thread by round ${said(ratios)}`);
-  console.log(`${engine}: all cores against TensorFlow.js (wasm, ${pages[2][0].result.threads} threads) by round ${said(againstTfjs)}`);
+  const tfjsThreads = pages[2][0].result.threads;
+  console.log(`${engine}: all cores against TensorFlow.js (wasm, ${tfjsThreads} thread${tfjsThreads === 1 ? '' : 's'}) by round ${said(againstTfjs)}`);
   pages.forEach((list, i) => {
     const { result } = list[0];
     const rounds = {

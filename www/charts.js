@@ -72,7 +72,7 @@ export function createChart(container, { title: initialTitle, digits, log: offer
         // uPlot's evenly spaced ticks.
         splits: (u, axis, min, max, step) => {
           const marked = NINES_TICKS.filter((v) => v >= min && v <= max);
-          if (marked.length >= 2) return marked;
+          if (marked.length >= 2 || !(step > 0)) return marked;
           const even = [];
           for (let v = Math.ceil(min / step) * step; v <= max; v += step) even.push(v);
           return even;
