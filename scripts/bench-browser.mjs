@@ -68,7 +68,7 @@ const TFJS_SCRIPTS = ['tfjs-core/dist/tf-core.min.js', 'tfjs-backend-cpu/dist/tf
 const TFJS_PAGE = `<!doctype html><meta charset="utf-8"><title>TensorFlow.js benchmark</title>
 ${TFJS_SCRIPTS.map((file) => `<script src="/node_modules/@tensorflow/${file}"></script>`).join('\n')}
 <script type="module">import { bench } from '/tfjs-bench.js'; window.benchResult = bench();</script>`;
-const TFJS_ROUTES = [[(url) => /\/(tfjs\/|tfjs-bench\.js|node_modules\/@tensorflow\/)/.test(new URL(url).pathname), async (url) => {
+const TFJS_ROUTES = [[(url) => /^\/(tfjs\/$|tfjs-bench\.js$|node_modules\/@tensorflow\/)/.test(new URL(url).pathname), async (url) => {
   const path = new URL(url).pathname;
   if (path === '/tfjs/') return { body: TFJS_PAGE, contentType: 'text/html' };
   const file = path === '/tfjs-bench.js' ? 'scripts/tfjs-bench.js' : path.slice(1);
@@ -109,6 +109,12 @@ async function cpuRounds(engine) {
     const order = runs.map((_, i) => i);
     if (round % 2) order.reverse();
     for (const i of order) pages[i].push(await runs[i](round === 0));
+  }
+  // TF.js's page states its batches and windows itself (scripts/tfjs-bench.js): they must be the
+  // app's, or the ratio compares different work.
+  const [app, tfjs] = [pages[1][0].result, pages[2][0].result];
+  if (app.batches !== tfjs.batches || app.batch_size !== tfjs.batch_size || app.window_samples_per_second.length !== tfjs.window_samples_per_second.length) {
+    throw new Error(`TensorFlow.js timed other batches than the app: ${tfjs.batches} of ${tfjs.batch_size} in ${tfjs.window_samples_per_second.length} windows against ${app.batches} of ${app.batch_size} in ${app.window_samples_per_second.length}`);
   }
   const speeds = pages.map((list) => list.map((p) => p.result.samples_per_second));
   const byRound = (of, to) => speeds[of].map((speed, round) => speed / speeds[to][round]);

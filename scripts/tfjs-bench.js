@@ -2,9 +2,9 @@
 // scripts/bench-browser.mjs opens beside the app's, so that both are timed in one run on one
 // machine and browser. The same batches as the app's benchmark (128 images of the first 48,000,
 // Adam 1e-3, cross-entropy), timed the same way: 8 warm-up batches, then the median of 5 windows
-// of 16. TF.js is asked for as many threads as the browser reports cores, as the app's all-cores
-// module uses (the page is cross-origin isolated, as the app's), and says how many it took: one
-// on a 2-core machine.
+// of 16 (bench-browser.mjs checks them against the app's). TF.js is asked for as many threads as
+// the browser reports cores, as the app's all-cores module uses (the page is cross-origin
+// isolated, as the app's), and says how many it took: one on a 2-core machine.
 /* global tf */
 
 const BATCH = 128;
