@@ -11,7 +11,8 @@ WASM_BINDGEN_VERSION=$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' Cargo.toml)
 WASM_PACK_VERSION=0.15.1
 GECKODRIVER_VERSION=0.37.1
 TRUNK_VERSION=0.21.14
-APT_PACKAGES=(firefox-esr chromium chromium-driver mesa-vulkan-drivers gzip)
+# python3: the static host of the README and of the end-to-end tests (`python3 -m http.server`).
+APT_PACKAGES=(firefox-esr chromium chromium-driver mesa-vulkan-drivers gzip python3)
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -70,9 +71,12 @@ cargo_tool geckodriver "$GECKODRIVER_VERSION" geckodriver --locked
 cargo_tool trunk "$TRUNK_VERSION" trunk --locked
 
 step "npm packages"
-if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null; then
+# npm's own node_modules/.package-lock.json never equals package-lock.json (no root entry, other
+# fields), so a copy of the lock file installed from marks an install as current.
+if ! cmp -s package-lock.json node_modules/.mnist7k-installed-from 2>/dev/null; then
   # puppeteer-core never downloads a browser; the variable makes sure of it.
   PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund
+  cp package-lock.json node_modules/.mnist7k-installed-from
 else
   echo "node_modules up to date"
 fi

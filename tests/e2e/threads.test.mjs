@@ -1,14 +1,17 @@
 // End-to-end: every core for CPU training. The page is cross-origin isolated, loads the all-cores
 // module, shows its thread count and takes a new one from the settings; the same seed trains to
-// the same bits on one thread and on two (same curve, same per-class report). Served by a plain
-// static server that sends no isolation headers, the page gets them from its service worker. A
+// the same bits on one thread and on two (same curve, same per-class report). `make dist`'s
+// output served by `python3 -m http.server`, which sends no isolation headers, gets them from its
+// service worker and trains; its pre-compressed copies unpack to their files. A
 // start whose thread blocks is retried in a fresh worker (three that block give way to one
 // thread); a module whose start never answers leaves the page on one thread, saying why.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { readFile } from 'node:fs/promises';
-import { extname, join, normalize } from 'node:path';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import {
   BROWSERS, MINUTE, attr, click, measureWarmSpeed, openPage, serveApp, text, typeInto, unexpected, valueOf, waitForState,
 } from './harness.mjs';
@@ -17,23 +20,47 @@ let stopServer = () => {};
 before(async () => { stopServer = await serveApp(); });
 after(() => stopServer());
 
-// dist/ (which trunk serve keeps built) as any static host serves it: files and their types,
-// no other headers.
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.gz': 'application/gzip' };
-async function serveStatic() {
-  const server = createServer(async (request, response) => {
-    const path = normalize(decodeURIComponent(new URL(request.url, 'http://x').pathname)).replace(/^\/+/, '');
-    try {
-      const body = await readFile(join('dist', path || 'index.html'));
-      response.writeHead(200, { 'Content-Type': TYPES[extname(path || 'index.html')] ?? 'application/octet-stream' });
-      response.end(body);
-    } catch {
-      response.writeHead(404);
-      response.end();
-    }
+// `make dist`'s output (scripts/dist.sh, built once for both browsers into a folder of its own:
+// trunk serve keeps dist/), served by `python3 -m http.server` as the README says: files and
+// their types, no other headers.
+let distBuild;
+let distDir;
+function buildDist() {
+  distBuild ??= mkdtemp(join(tmpdir(), 'mnist7k-dist-')).then(async (dir) => {
+    distDir = dir;
+    await runToEnd('bash', ['scripts/dist.sh', dir]);
+    return dir;
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { base: `http://127.0.0.1:${server.address().port}/`, stop: () => server.close() };
+  return distBuild;
+}
+after(() => distDir && rm(distDir, { recursive: true, force: true }));
+
+function runToEnd(command, args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} exited with ${code}`))));
+  });
+}
+
+// python3 prints the port it took (0: any free one) once it listens; its request log goes to
+// stderr, kept for the error should it stop.
+async function serveStatic() {
+  const dir = await buildDist();
+  const server = spawn('python3', ['-u', '-m', 'http.server', '0', '--bind', '127.0.0.1', '--directory', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  server.stderr.on('data', (chunk) => { log = (log + chunk).slice(-2000); });
+  const port = await new Promise((resolve, reject) => {
+    let out = '';
+    server.stdout.on('data', (chunk) => {
+      out += chunk;
+      const found = out.match(/port (\d+)/);
+      if (found) resolve(Number(found[1]));
+    });
+    server.on('error', reject);
+    server.on('exit', (code) => reject(new Error(`python3 -m http.server exited with ${code}: ${out}${log}`)));
+  });
+  return { base: `http://127.0.0.1:${port}/`, stop: () => server.kill() };
 }
 
 // The page reloads itself once its service worker is active. A wait in the page that spans the
@@ -58,6 +85,23 @@ async function shortRun(page) {
     report: await text(page, 'report-test'),
   };
 }
+
+// What `make dist` adds to trunk's build: next to every script, page and module, a `.gz` and a
+// `.br` a static host can send as they are; each must unpack to its file byte for byte.
+test('make dist: every script, page and module has gzip and brotli copies that unpack to it', { timeout: 15 * MINUTE }, async () => {
+  const dir = await buildDist();
+  const names = (await readdir(dir, { recursive: true })).filter((name) => /\.(wasm|js|html|css)$/.test(name));
+  for (const module of ['mnist7k_bg.wasm', 'mnist7k-threads_bg.wasm', 'index.html', join('www', 'worker.js')]) {
+    assert.ok(names.includes(module), `${module} in ${names.join(' ')}`);
+  }
+  for (const name of names) {
+    const raw = await readFile(join(dir, name));
+    assert.ok(gunzipSync(await readFile(join(dir, `${name}.gz`))).equals(raw), `${name}.gz`);
+    const br = await readFile(join(dir, `${name}.br`));
+    assert.ok(brotliDecompressSync(br).equals(raw), `${name}.br`);
+    if (name.endsWith('.wasm')) console.log(`make dist: ${name} ${(raw.length / 1e6).toFixed(2)} MB, brotli ${(br.length / 1e6).toFixed(2)} MB`);
+  }
+});
 
 for (const engine of BROWSERS) {
   test(`${engine}: on a static host without isolation headers, the service worker brings every core, and it trains`, { timeout: 10 * MINUTE }, async () => {
