@@ -24,7 +24,7 @@ const USAGE: &str = "usage:
                 [--patience N] [--seed N] [--loss cross_entropy|mse|mae]
                 [--optimizer adam|sgd] [--momentum X] [--schedule constant|step|one_cycle]
                 [--step-every N] [--step-factor X] [--shift PIXELS] [--rotation DEGREES]
-                [--json FILE] [--weights FILE]
+                [--norm-images N] [--json FILE] [--weights FILE]
   mnist7k bench --data DIR [--preset NAME | --model FILE.json | --net TEXT]
                 [--backend cpu,wgpu] [--windows N] [--json FILE]
   mnist7k search --data DIR [--out reports/best-under-7k]
@@ -147,6 +147,7 @@ fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
             "--step-factor" => "step_factor",
             "--shift" => "shift",
             "--rotation" => "rotation",
+            "--norm-images" => "norm_images",
             _ => return unknown_option(flag),
         };
         parsed

@@ -40,6 +40,10 @@ pub struct TrainConfig {
     /// Augmentation: the largest random shift (pixels) and rotation (degrees) of each image.
     pub shift: f64,
     pub rotation: f64,
+    /// After each epoch, the batch-norm layers' running statistics are replaced by the plain
+    /// average over this many training images, un-augmented (0: keep the running ones). Those
+    /// come from the last few augmented batches, while validation, test and drawings are clean.
+    pub norm_images: usize,
 }
 
 impl Default for TrainConfig {
@@ -65,6 +69,7 @@ impl Default for TrainConfig {
             step_factor: 0.5,
             shift: 0.0,
             rotation: 0.0,
+            norm_images: 0,
         }
     }
 }
@@ -150,8 +155,15 @@ impl TrainConfig {
             1 => "1 epoch".to_string(),
             n => format!("{n} epochs"),
         };
+        let statistics = match self.norm_images {
+            0 => String::new(),
+            n => format!(
+                ", batch-norm statistics from {} clean training images",
+                crate::network::thousands(n)
+            ),
+        };
         format!(
-            "{epochs} at most (patience {}), batch {}, {optimizer} with {schedule}, {loss}, {augmentation}",
+            "{epochs} at most (patience {}), batch {}, {optimizer} with {schedule}, {loss}, {augmentation}{statistics}",
             self.patience, self.batch_size
         )
     }
@@ -273,7 +285,7 @@ const fn open(b: Bound) -> Bound {
 /// JavaScript numbers hold integers exactly up to 2^53: a seed from the URL must survive.
 const LARGEST_SEED: f64 = 9_007_199_254_740_991.0;
 
-pub const BOUNDS: [Bound; 16] = [
+pub const BOUNDS: [Bound; 17] = [
     bound("epochs", "epochs", 1.0, 1000.0),
     bound("batch_size", "batch size", 1.0, 4096.0),
     open(real("learning_rate", "learning rate", 0.0, 1.0)),
@@ -293,6 +305,12 @@ pub const BOUNDS: [Bound; 16] = [
     open(real("step_factor", "learning-rate step factor", 0.0, 1.0)),
     real("shift", "augmentation shift (pixels)", 0.0, 4.0),
     real("rotation", "augmentation rotation (degrees)", 0.0, 30.0),
+    bound(
+        "norm_images",
+        "clean images for batch-norm statistics",
+        0.0,
+        60_000.0,
+    ),
 ];
 
 impl Bound {
@@ -354,6 +372,7 @@ impl TrainConfig {
             "step_factor" => self.step_factor = value,
             "shift" => self.shift = value,
             "rotation" => self.rotation = value,
+            "norm_images" => self.norm_images = value as usize,
             _ => unreachable!("every bound names a field"),
         }
         Ok(())
@@ -377,6 +396,7 @@ impl TrainConfig {
             "step_factor" => self.step_factor,
             "shift" => self.shift,
             "rotation" => self.rotation,
+            "norm_images" => self.norm_images as f64,
             _ => unreachable!("every bound names a field"),
         })
     }

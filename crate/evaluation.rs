@@ -15,7 +15,7 @@ use crate::metrics::{ClassificationReport, ConfusionMatrix};
 use crate::model::{Cnn, PIXELS};
 
 /// Images per forward pass when evaluating (no gradients, so larger than a training batch).
-const CHUNK: usize = 1_000;
+pub const CHUNK: usize = 1_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {

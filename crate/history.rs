@@ -22,7 +22,8 @@ pub struct EpochRecord {
     /// messages).
     #[serde(default)]
     pub step_seconds: f64,
-    /// The validation pass after the last batch (not in `seconds`).
+    /// The validation pass after the last batch (not in `seconds`), with the batch-norm
+    /// statistics the recipe's `norm_images` asks for computed first.
     #[serde(default)]
     pub validation_seconds: f64,
     pub samples_per_second: f64,

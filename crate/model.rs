@@ -74,6 +74,43 @@ impl Cnn {
         }
     }
 
+    /// Replaces every batch-norm layer's running statistics by their average over `batches`
+    /// (images `[n, 784]` on this model's autodiff device), each batch weighing its images: the
+    /// training forward pass folds batch k in with momentum `n_k / (n_1 + ... + n_k)`. Nothing
+    /// else changes (the layers' momentum is restored); dropout, if any, runs as in training.
+    pub fn average_norm_statistics(&mut self, batches: impl IntoIterator<Item = Tensor<2>>) {
+        let momenta: Vec<f64> = self
+            .learned
+            .iter()
+            .filter_map(|learned| match learned {
+                Learned::Norm(norm) => Some(norm.momentum),
+                _ => None,
+            })
+            .collect();
+        if momenta.is_empty() {
+            return;
+        }
+        let mut seen = 0usize;
+        for images in batches {
+            let [n, _] = images.dims();
+            seen += n;
+            self.set_norm_momenta(|_| n as f64 / seen as f64);
+            let _ = self.forward(images);
+            self.settle_running_statistics();
+        }
+        self.set_norm_momenta(|index| momenta[index]);
+    }
+
+    fn set_norm_momenta(&mut self, momentum: impl Fn(usize) -> f64) {
+        let norms = self.learned.iter_mut().filter_map(|learned| match learned {
+            Learned::Norm(norm) => Some(norm),
+            _ => None,
+        });
+        for (index, norm) in norms.enumerate() {
+            norm.momentum = momentum(index);
+        }
+    }
+
     /// A freshly initialised network on `device` (seed the device first for reproducibility).
     /// It refuses a network that cannot be built or does not end in 10 values (not the budget: a
     /// loaded file or the benchmark may exceed today's).
@@ -277,6 +314,62 @@ mod tests {
             "the statistics moved"
         );
         assert_eq!(statistics(true), one);
+    }
+
+    /// A first batch-norm layer sees the images themselves: its averaged statistics must be the
+    /// mean of every pixel and the image-weighted mean of the batches' biased variances,
+    /// computed here in f64 from the pixels.
+    #[test]
+    fn averaged_norm_statistics_weigh_each_batch_by_its_images() {
+        let device = Device::flex().autodiff();
+        let network: Network = "batchnorm,conv-10-3-valid-none,gap,softmax"
+            .parse()
+            .unwrap();
+        let mut model = Cnn::new(&network, &device).unwrap();
+        let pixels: Vec<f32> = (0..8 * PIXELS)
+            .map(|i| ((i * 7919 + i / PIXELS * 31) % 256) as f32 / 255.0)
+            .collect();
+        let (first, second) = pixels.split_at(5 * PIXELS);
+        let batch = |values: &[f32]| {
+            Tensor::<2>::from_data(
+                TensorData::new(values.to_vec(), [values.len() / PIXELS, PIXELS]),
+                &device,
+            )
+        };
+        model.average_norm_statistics([batch(first), batch(second)]);
+
+        let moments = |values: &[f32]| {
+            let n = values.len() as f64;
+            let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let variance = values
+                .iter()
+                .map(|&v| (v as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            (mean, variance)
+        };
+        let (mean_1, variance_1) = moments(first);
+        let (mean_2, variance_2) = moments(second);
+        let expected_mean = (5.0 * mean_1 + 3.0 * mean_2) / 8.0;
+        let expected_variance = (5.0 * variance_1 + 3.0 * variance_2) / 8.0;
+        let Learned::Norm(norm) = &model.learned[0] else {
+            panic!("the first layer is batch norm")
+        };
+        let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap()[0] as f64;
+        let (mean, variance) = (
+            read(norm.running_mean.value()),
+            read(norm.running_var.value()),
+        );
+        println!("mean {mean} (expected {expected_mean}), variance {variance} (expected {expected_variance})");
+        assert!(
+            (mean - expected_mean).abs() < 1e-6,
+            "{mean} vs {expected_mean}"
+        );
+        assert!(
+            (variance - expected_variance).abs() < 1e-6,
+            "{variance} vs {expected_variance}"
+        );
+        assert_eq!(norm.momentum, 0.1, "the layer's own momentum is back");
     }
 
     #[test]

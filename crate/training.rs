@@ -12,7 +12,7 @@ use crate::clock::now_seconds;
 use crate::config::TrainConfig;
 use crate::data::Mnist;
 use crate::error::{Error, CHANCE_LOSS};
-use crate::evaluation::evaluate;
+use crate::evaluation::{evaluate, CHUNK};
 use crate::history::{Checkpoint, EpochRecord};
 use crate::model::{Cnn, PIXELS};
 use crate::optimizer::Stepper;
@@ -338,9 +338,10 @@ impl Trainer {
         };
         self.loss_sum = None;
         self.correct = None;
+        let validation_start = now_seconds();
+        self.average_norm_statistics();
         let inference = self.model.valid();
         let inner = self.device.clone().inner();
-        let validation_start = now_seconds();
         let on_validation = evaluate(
             &inference,
             &self.validation,
@@ -372,6 +373,22 @@ impl Trainer {
             checkpoint.optimizer = optimizer;
         }
         Ok(record)
+    }
+
+    /// The recipe's `norm_images`: batch-norm statistics averaged over the first images of the
+    /// training split as they are, without augmentation, in evaluation-sized chunks. Training
+    /// itself never reads the running statistics, so its steps are the same with or without.
+    fn average_norm_statistics(&mut self) {
+        let count = self.config.norm_images.min(self.train.len());
+        let indices: Vec<usize> = (0..count).collect();
+        let (train, device, model) = (&self.train, &self.device, &mut self.model);
+        let batches = indices.chunks(CHUNK).map(|chunk| {
+            Tensor::<2>::from_data(
+                TensorData::new(train.batch_pixels(chunk), [chunk.len(), PIXELS]),
+                device,
+            )
+        });
+        in_pool(|| model.average_norm_statistics(batches));
     }
 
     /// The weights of `model` with the settings that trained them.

@@ -12,7 +12,7 @@ use mnist7k::config::TrainConfig;
 use mnist7k::data::{load_dir, Mnist};
 use mnist7k::error::{ErrorKind, Recovery};
 use mnist7k::evaluation::evaluate;
-use mnist7k::history::Checkpoint;
+use mnist7k::history::{Checkpoint, EpochRecord};
 use mnist7k::network::{preset, Network};
 use mnist7k::run::{Run, RunState};
 use mnist7k::schedule::{Optimizer, Schedule};
@@ -681,6 +681,63 @@ fn the_best7k_preset_fits_the_budget_and_trains_with_its_own_recipe() {
     .recipe();
     println!("{expected}");
     assert!(text.contains(&expected), "{expected} missing from:\n{text}");
+}
+
+/// Batch-norm statistics from clean images change what is validated and kept, never how it
+/// trains: the same training losses to the bit, other validation figures, and the kept
+/// weights differ only in the running statistics.
+#[test]
+fn batch_norm_statistics_from_clean_images_leave_training_alone() {
+    let session = session();
+    let config = |norm_images| TrainConfig {
+        epochs: 2,
+        limit: Some(1_200),
+        norm_images,
+        ..TrainConfig::for_preset("best7k").unwrap()
+    };
+    let run = |norm_images| {
+        let _ = train(&session, config(norm_images), None);
+        session.checkpoint().unwrap()
+    };
+    let (running, clean) = (run(0), run(500));
+    let figures =
+        |c: &Checkpoint, f: fn(&EpochRecord) -> f64| c.history.iter().map(f).collect::<Vec<_>>();
+    let val_loss = |c: &Checkpoint| figures(c, |r| r.val_loss);
+    println!(
+        "validation loss, running statistics {:?}, from 500 clean images {:?}",
+        val_loss(&running),
+        val_loss(&clean)
+    );
+    assert_eq!(
+        figures(&clean, |r| r.train_loss),
+        figures(&running, |r| r.train_loss)
+    );
+    assert_ne!(val_loss(&clean), val_loss(&running));
+    let statistic = |t: &mnist7k::weights::Tensor32| t.name.contains("running");
+    for (a, b) in clean.weights.tensors.iter().zip(&running.weights.tensors) {
+        assert_eq!(a.values == b.values, !statistic(a), "{}", a.name);
+    }
+    assert!(config(500)
+        .recipe()
+        .ends_with("batch-norm statistics from 500 clean training images"));
+    // Beyond the training split it takes the whole split; a network without batch norm ignores it.
+    let (_, _) = train(
+        &session,
+        TrainConfig {
+            limit: Some(600),
+            ..config(60_000)
+        },
+        None,
+    );
+    let (_, _) = train(
+        &session,
+        TrainConfig {
+            norm_images: 500,
+            limit: Some(600),
+            ..short(1)
+        },
+        None,
+    );
 }
 
 /// The same run on 1, 2 and 3 threads: the same losses and weights to the bit. The convolutions

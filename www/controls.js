@@ -20,6 +20,7 @@ const FIELDS = {
   step_factor: ['step_factor', 'step_factor', parseFloat],
   shift: ['shift', 'shift', parseFloat],
   rotation: ['rotation', 'rotation', parseFloat],
+  norm_images: ['norm_images', 'norm_images', parseInt],
   budget: ['budget', 'budget', parseInt],
 };
 // Settings picked from Rust's list (`settingsChoices`); URL key = form field = config key.
