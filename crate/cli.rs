@@ -30,9 +30,11 @@ const USAGE: &str = "usage:
   mnist7k search --data DIR [--out reports/best-under-7k]
 
 `train --preset NAME` trains with the preset's recipe too (best7k: the search's); flags after
-it change single settings. `search` tries the candidates of crate/search.rs on the validation
-split, trains the winner with five seeds and writes OUT.json and OUT.md; runs already in OUT.json
-are reused.
+it change single settings. `--norm-images N` replaces the batch-norm layers' running statistics
+after each epoch by their average over N training images without augmentation.
+
+`search` tries the candidates of crate/search.rs on the validation split, trains the winner with
+five seeds and writes OUT.json and OUT.md; runs already in OUT.json are reused.
 
 A network is a preset (see `mnist7k presets`), a JSON file ({\"layers\": [...], \"output\":
 \"softmax\"}, as the page saves it in a weights file's \"network\") or its text form
