@@ -34,6 +34,14 @@ impl Evaluation {
     }
 }
 
+/// The images of `data` at `indices`, as they are, on `device`: `[indices.len(), 784]`.
+pub fn images(data: &Mnist, indices: &[usize], device: &Device) -> Tensor<2> {
+    Tensor::from_data(
+        TensorData::new(data.batch_pixels(indices), [indices.len(), PIXELS]),
+        device,
+    )
+}
+
 /// Mean `loss` and predicted classes of `model` (an inference model) over `data`;
 /// `progress` hears how many images are done after each chunk and is awaited, so that a browser
 /// worker can answer its messages (drawing predictions) between chunks.
@@ -49,10 +57,7 @@ pub async fn evaluate<F: Future<Output = ()>>(
     let mut predictions = Vec::with_capacity(data.len());
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(CHUNK) {
-        let images = Tensor::<2>::from_data(
-            TensorData::new(data.batch_pixels(chunk), [chunk.len(), PIXELS]),
-            device,
-        );
+        let images = images(data, chunk, device);
         let targets = Tensor::<1, Int>::from_data(
             TensorData::new(data.batch_labels(chunk), [chunk.len()]),
             device,

@@ -12,7 +12,7 @@ use crate::clock::now_seconds;
 use crate::config::TrainConfig;
 use crate::data::Mnist;
 use crate::error::{Error, CHANCE_LOSS};
-use crate::evaluation::{evaluate, CHUNK};
+use crate::evaluation::{evaluate, images, CHUNK};
 use crate::history::{Checkpoint, EpochRecord};
 use crate::model::{Cnn, PIXELS};
 use crate::optimizer::Stepper;
@@ -382,12 +382,9 @@ impl Trainer {
         let count = self.config.norm_images.min(self.train.len());
         let indices: Vec<usize> = (0..count).collect();
         let (train, device, model) = (&self.train, &self.device, &mut self.model);
-        let batches = indices.chunks(CHUNK).map(|chunk| {
-            Tensor::<2>::from_data(
-                TensorData::new(train.batch_pixels(chunk), [chunk.len(), PIXELS]),
-                device,
-            )
-        });
+        let batches = indices
+            .chunks(CHUNK)
+            .map(|chunk| images(train, chunk, device));
         in_pool(|| model.average_norm_statistics(batches));
     }
 
