@@ -4,46 +4,34 @@
 // so each pair differs only in the statistics the validated and kept weights carry: far less
 // noise than two independent seeds. The rule, fixed before any run: the preset takes the
 // setting if the mean gain in validation accuracy over the seeds exceeds twice its standard
-// error. Nothing here prints or keeps a test figure (the CLI computes them; they are dropped).
+// error. Nothing here prints or keeps a test figure (the CLI computes them; nativeRun deletes
+// the run file once read, and only validation figures are taken from it).
 //   node scripts/norm-images.mjs [--images 10000] [--out reports/norm-images.json]
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { nativeRun, scriptFlags } from '../tests/e2e/harness.mjs';
 
-const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, arg, i, all) => (
-  arg.startsWith('--') ? [...pairs, [arg.slice(2), all[i + 1]]] : pairs), []));
+const args = scriptFlags();
 const images = Number(args.images ?? 10000);
 const out = args.out ?? 'reports/norm-images.json';
 const report = JSON.parse(readFileSync('reports/best-under-7k.json', 'utf8'));
-const dir = mkdtempSync(join(tmpdir(), 'mnist7k-norm-'));
 const pct = (x) => `${(100 * x).toFixed(2)}%`;
 
 const pairs = [];
-try {
-  for (const final of report.runs) {
-    const file = join(dir, `seed-${final.seed}.json`);
-    const started = Date.now();
-    const cli = spawnSync('cargo', ['run', '--quiet', '--profile', 'quick', '--bin', 'mnist7k', '--',
-      'train', '--data', 'data', '--preset', 'best7k', '--seed', String(final.seed),
-      '--norm-images', String(images), '--json', file], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 26 });
-    if (cli.status !== 0) throw new Error(`mnist7k train --seed ${final.seed} exited with ${cli.status}: ${cli.stderr.slice(-2000)}`);
-    const { checkpoint } = JSON.parse(readFileSync(file, 'utf8'));
-    const kept = checkpoint.history[checkpoint.best_epoch - 1];
-    const pair = {
-      seed: final.seed,
-      running: { kept_epoch: final.best_epoch, val_accuracy: final.val_accuracy },
-      clean: { kept_epoch: checkpoint.best_epoch, val_accuracy: kept.val_accuracy, val_loss: kept.val_loss },
-      gain: kept.val_accuracy - final.val_accuracy,
-      minutes: (Date.now() - started) / 60000,
-    };
-    pairs.push(pair);
-    console.log(`seed ${pair.seed}: running statistics ${pct(pair.running.val_accuracy)} (epoch ${pair.running.kept_epoch}), `
-      + `${images} clean images ${pct(pair.clean.val_accuracy)} (epoch ${pair.clean.kept_epoch}): `
-      + `${(100 * pair.gain).toFixed(3)} points, ${pair.minutes.toFixed(1)} min`);
-  }
-} finally {
-  rmSync(dir, { recursive: true, force: true });
+for (const final of report.runs) {
+  const started = Date.now();
+  const { checkpoint } = nativeRun(['--preset', 'best7k', '--seed', String(final.seed), '--norm-images', String(images)]);
+  const kept = checkpoint.history[checkpoint.best_epoch - 1];
+  const pair = {
+    seed: final.seed,
+    running: { kept_epoch: final.best_epoch, val_accuracy: final.val_accuracy },
+    clean: { kept_epoch: checkpoint.best_epoch, val_accuracy: kept.val_accuracy, val_loss: kept.val_loss },
+    gain: kept.val_accuracy - final.val_accuracy,
+    minutes: (Date.now() - started) / 60000,
+  };
+  pairs.push(pair);
+  console.log(`seed ${pair.seed}: running statistics ${pct(pair.running.val_accuracy)} (epoch ${pair.running.kept_epoch}), `
+    + `${images} clean images ${pct(pair.clean.val_accuracy)} (epoch ${pair.clean.kept_epoch}): `
+    + `${(100 * pair.gain).toFixed(3)} points, ${pair.minutes.toFixed(1)} min`);
 }
 
 const gains = pairs.map((p) => p.gain);

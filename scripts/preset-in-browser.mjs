@@ -5,11 +5,10 @@
 //   node scripts/preset-in-browser.mjs [--preset best7k] [--seed 1] [--compare FILE] [--out FILE]
 import { readFileSync, writeFileSync } from 'node:fs';
 import {
-  MINUTE, downloaded, openPage, serveApp, typeInto, waitForState,
+  MINUTE, downloaded, openPage, scriptFlags, serveApp, typeInto, waitForState,
 } from '../tests/e2e/harness.mjs';
 
-const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, arg, i, all) => (
-  arg.startsWith('--') ? [...pairs, [arg.slice(2), all[i + 1]]] : pairs), []));
+const args = scriptFlags();
 const preset = args.preset ?? 'best7k';
 const seed = Number(args.seed ?? 1);
 

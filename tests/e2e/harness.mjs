@@ -2,7 +2,7 @@
 // by puppeteer-core (Chromium over CDP, Firefox over WebDriver BiDi; no browser is downloaded).
 // Shared by the end-to-end tests and the browser half of the benchmark (scripts/bench-browser.mjs).
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
@@ -356,11 +356,22 @@ export async function drawSeven(page) {
 // run must end where this one does. NATIVE_TARGET_DIR is where CI keeps the native build (the
 // native tests build this binary first); elsewhere cargo's own target directory.
 export function nativeRun(args) {
-  const file = join(mkdtempSync(join(tmpdir(), 'mnist7k-native-')), 'run.json');
+  const dir = mkdtempSync(join(tmpdir(), 'mnist7k-native-'));
+  const file = join(dir, 'run.json');
   const targetDir = process.env.NATIVE_TARGET_DIR ?? process.env.CARGO_TARGET_DIR ?? 'target';
-  execFileSync('cargo', ['run', '--profile', 'quick', '--quiet', '--bin', 'mnist7k', '--', 'train', '--data', 'data',
-    '--backend', 'cpu', ...args, '--json', file], { env: { ...process.env, CARGO_TARGET_DIR: targetDir }, stdio: ['ignore', 'ignore', 'inherit'] });
-  return JSON.parse(readFileSync(file, 'utf8'));
+  try {
+    execFileSync('cargo', ['run', '--profile', 'quick', '--quiet', '--bin', 'mnist7k', '--', 'train', '--data', 'data',
+      '--backend', 'cpu', ...args, '--json', file], { env: { ...process.env, CARGO_TARGET_DIR: targetDir }, stdio: ['ignore', 'ignore', 'inherit'] });
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// A script's `--name value` pairs as an object (scripts/preset-in-browser.mjs, norm-images.mjs).
+export function scriptFlags(argv = process.argv.slice(2)) {
+  return Object.fromEntries(argv.reduce((pairs, arg, i, all) => (
+    arg.startsWith('--') ? [...pairs, [arg.slice(2), all[i + 1]]] : pairs), []));
 }
 
 // A test report as the page shows it (www/metrics.js) and the CLI prints it: the loss, then
