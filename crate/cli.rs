@@ -1,5 +1,5 @@
-//! The native twin of the browser app: `presets`, `summary`, `train` and `bench` on the same
-//! code.
+//! The native twin of the browser app: `presets`, `summary`, `train`, `evaluate`, `bench` and
+//! `search` on the same code.
 
 use std::path::PathBuf;
 
@@ -8,12 +8,12 @@ use std::future::ready;
 use mnist7k::backend::ComputeDevice;
 use mnist7k::bench::{self, BenchConfig};
 use mnist7k::config::TrainConfig;
-use mnist7k::data::load_dir;
+use mnist7k::data::{load_dir, load_training_file, Mnist};
 use mnist7k::error::Error;
 use mnist7k::network::{preset, presets, thousands, Network, BUDGET};
 use mnist7k::run::{Run, RunState, RUN_FORMAT};
 use mnist7k::search::{self, SearchReport};
-use mnist7k::session::Session;
+use mnist7k::session::{DataSummary, MetricsReport, Session};
 use mnist7k::training::Event;
 
 const USAGE: &str = "usage:
@@ -24,14 +24,17 @@ const USAGE: &str = "usage:
                 [--patience N] [--seed N] [--loss cross_entropy|mse|mae]
                 [--optimizer adam|sgd] [--momentum X] [--schedule constant|step|one_cycle]
                 [--step-every N] [--step-factor X] [--shift PIXELS] [--rotation DEGREES]
-                [--norm-images N] [--json FILE] [--weights FILE]
+                [--norm-images N] [--json FILE] [--weights FILE] [--no-test]
+  mnist7k evaluate --data DIR --weights FILE
   mnist7k bench --data DIR [--preset NAME | --model FILE.json | --net TEXT]
                 [--backend cpu,wgpu] [--windows N] [--json FILE]
   mnist7k search --data DIR [--out reports/best-under-7k]
 
 `train --preset NAME` trains with the preset's recipe too (best7k: the search's); flags after
 it change single settings. `--norm-images N` replaces the batch-norm layers' running statistics
-after each epoch by their average over N training images without augmentation.
+after each epoch by their average over N training images without augmentation. `--no-test`
+reads only the training file (choices made on the validation split never see a test figure);
+`evaluate` reads the test set for weights saved with `--weights`, once, at the end.
 
 `search` tries the candidates of crate/search.rs on the validation split, trains the winner with
 five seeds and writes OUT.json and OUT.md; runs already in OUT.json are reused.
@@ -46,6 +49,7 @@ struct TrainArgs {
     config: TrainConfig,
     json: Option<PathBuf>,
     weights: Option<PathBuf>,
+    read_test: bool,
 }
 
 fn parse_number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
@@ -92,13 +96,18 @@ fn network_flag(flag: &str, value: &str) -> Option<Result<Network, String>> {
 }
 
 fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
+    // The one flag without a value.
+    let (no_test, args): (Vec<String>, Vec<String>) =
+        args.iter().cloned().partition(|a| a == "--no-test");
     let mut parsed = TrainArgs {
         data: PathBuf::from("data"),
         backend: "cpu".into(),
         config: TrainConfig::default(),
         json: None,
         weights: None,
+        read_test: no_test.is_empty(),
     };
+    let args = &args[..];
     for_each_flag(args, |flag, value| {
         if flag == "--preset" {
             // The preset's recipe first; the settings flags, wherever they stand, come after.
@@ -200,14 +209,50 @@ fn write(path: &std::path::Path, text: String) -> Result<(), Error> {
     std::fs::write(path, text).map_err(|e| Error::storage(path.display(), e))
 }
 
+/// The metrics of the weights in use, with progress on stderr.
+fn metrics(session: &Session) -> Result<MetricsReport, Error> {
+    let report = pollster::block_on(session.metrics(|done, total| {
+        eprint!("\revaluating: {done}/{total} images");
+        ready(())
+    }))?;
+    eprintln!();
+    Ok(report)
+}
+
+fn print_metrics(data: &DataSummary, report: &MetricsReport) {
+    let metrics = &report.metrics;
+    println!(
+        "\ntraining file ({} images): loss {:.4}, accuracy {:.4}",
+        data.train, metrics.train_loss, metrics.train_accuracy
+    );
+    println!("{}", metrics.train_report.to_table());
+    println!(
+        "test set ({} images): loss {:.4}, accuracy {:.4}",
+        data.test, metrics.test_loss, metrics.test_accuracy
+    );
+    println!("{}", metrics.test_report.to_table());
+}
+
 fn train(args: TrainArgs) -> Result<(), Error> {
-    let (train_file, test) = load_dir(&args.data)?;
+    let (train_file, test) = match args.read_test {
+        true => load_dir(&args.data)?,
+        false => (
+            load_training_file(&args.data)?,
+            Mnist::from_parts(Vec::new(), Vec::new()),
+        ),
+    };
     let session = Session::new();
     let data = session.set_data(train_file, test);
-    println!(
-        "training images per class: {:?} (test {})",
-        data.class_counts, data.test
-    );
+    match args.read_test {
+        true => println!(
+            "training images per class: {:?} (test {})",
+            data.class_counts, data.test
+        ),
+        false => println!(
+            "training images per class: {:?} (test set not read: --no-test)",
+            data.class_counts
+        ),
+    }
     let (table, _) = args.config.network.summary(args.config.budget);
     print!("{}", table.to_table());
     let backend = pollster::block_on(session.use_backend(&args.backend))?;
@@ -239,26 +284,31 @@ fn train(args: TrainArgs) -> Result<(), Error> {
         }
         ready(true)
     }))?;
-    let report = pollster::block_on(session.metrics(|done, total| {
-        eprint!("\revaluating: {done}/{total} images");
-        ready(())
-    }))?;
-    eprintln!();
-    println!(
-        "weights of {} ({} epochs trained)",
-        report.weights_from, summary.epochs
-    );
-    let metrics = &report.metrics;
-    println!(
-        "\ntraining file ({} images): loss {:.4}, accuracy {:.4}",
-        data.train, metrics.train_loss, metrics.train_accuracy
-    );
-    println!("{}", metrics.train_report.to_table());
-    println!(
-        "test set ({} images): loss {:.4}, accuracy {:.4}",
-        data.test, metrics.test_loss, metrics.test_accuracy
-    );
-    println!("{}", metrics.test_report.to_table());
+    let report = match args.read_test {
+        true => {
+            let report = metrics(&session)?;
+            println!(
+                "weights of {} ({} epochs trained)",
+                report.weights_from, summary.epochs
+            );
+            print_metrics(&data, &report);
+            Some(report)
+        }
+        false => {
+            if let Some(kept) = session.checkpoint() {
+                let record = &kept.history[kept.best_epoch - 1];
+                println!(
+                    "kept the weights of epoch {} ({} trained): val_loss {:.4} - val_accuracy {:.4}",
+                    kept.best_epoch, summary.epochs, record.val_loss, record.val_accuracy
+                );
+            }
+            println!(
+                "test set not read (--no-test): `mnist7k evaluate --weights FILE` reads it for \
+                 the weights --weights saves"
+            );
+            None
+        }
+    };
     if let Some(path) = args.json {
         let run = Run {
             format: RUN_FORMAT.into(),
@@ -273,7 +323,7 @@ fn train(args: TrainArgs) -> Result<(), Error> {
             params: settings.network.params().unwrap_or(0),
             seconds: started.elapsed().as_secs_f64(),
             checkpoint: session.checkpoint(),
-            metrics: Some(report.clone()),
+            metrics: report,
             settings,
         };
         write(&path, run.to_json())?;
@@ -308,7 +358,7 @@ fn run_bench(args: &[String]) -> Result<(), String> {
         }
         Ok(())
     })?;
-    let (train_file, _) = load_dir(&data).map_err(|e| e.to_string())?;
+    let train_file = load_training_file(&data).map_err(|e| e.to_string())?;
     let mut results = Vec::new();
     for name in backends.split(',') {
         let compute = compute_device(name).map_err(|e| e.to_string())?;
@@ -339,6 +389,31 @@ fn run_bench(args: &[String]) -> Result<(), String> {
         )
         .map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    Ok(())
+}
+
+/// `mnist7k evaluate`: the training file's and the test set's reports for a weights file.
+fn evaluate(args: &[String]) -> Result<(), Error> {
+    let mut data = PathBuf::from("data");
+    let mut weights = None;
+    for_each_flag(args, |flag, value| {
+        match flag {
+            "--data" => data = value.into(),
+            "--weights" => weights = Some(PathBuf::from(value)),
+            _ => return unknown_option(flag),
+        }
+        Ok(())
+    })
+    .map_err(Error::Config)?;
+    let path =
+        weights.ok_or_else(|| Error::Config(format!("evaluate needs --weights FILE\n{USAGE}")))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::storage(path.display(), e))?;
+    let (train_file, test) = load_dir(&data)?;
+    let session = Session::new();
+    let summary = session.set_data(train_file, test);
+    let network = session.load_weights(&text)?;
+    println!("weights of {}: {network}", path.display());
+    print_metrics(&summary, &metrics(&session)?);
     Ok(())
 }
 
@@ -423,6 +498,7 @@ pub fn main() {
         Some("train") => parse_train(&args[1..]).and_then(|a| train(a).map_err(|e| e.to_string())),
         Some("bench") => run_bench(&args[1..]),
         Some("search") => run_search(&args[1..]).map_err(|e| e.to_string()),
+        Some("evaluate") => evaluate(&args[1..]).map_err(|e| e.to_string()),
         _ => Err(USAGE.to_string()),
     };
     if let Err(message) = result {

@@ -250,6 +250,21 @@ pub const DATA_FILES: [&str; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST
 /// Reads the four MNIST files from a directory (raw or `.gz`), for the native CLI and tests.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_dir(dir: &std::path::Path) -> Result<(Mnist, Mnist), DataError> {
+    Ok((
+        load_training_file(dir)?,
+        load_set(dir, TEST_IMAGES, TEST_LABELS)?,
+    ))
+}
+
+/// Reads only the training file's two files, so that work meant for the validation split
+/// (`mnist7k train --no-test`) cannot touch the test set, even by accident.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_training_file(dir: &std::path::Path) -> Result<Mnist, DataError> {
+    load_set(dir, TRAIN_IMAGES, TRAIN_LABELS)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn load_set(dir: &std::path::Path, images: &str, labels: &str) -> Result<Mnist, DataError> {
     let read = |name: &str| -> Result<(String, Vec<u8>), DataError> {
         for candidate in [name.to_string(), format!("{name}.gz")] {
             let path = dir.join(&candidate);
@@ -261,24 +276,18 @@ pub fn load_dir(dir: &std::path::Path) -> Result<(Mnist, Mnist), DataError> {
             file: dir.join(name).display().to_string(),
         })
     };
-    let set = |images: &str, labels: &str| -> Result<Mnist, DataError> {
-        let (images_name, images) = read(images)?;
-        let (labels_name, labels) = read(labels)?;
-        Mnist::from_idx(
-            NamedBytes {
-                name: &images_name,
-                bytes: &images,
-            },
-            NamedBytes {
-                name: &labels_name,
-                bytes: &labels,
-            },
-        )
-    };
-    Ok((
-        set(TRAIN_IMAGES, TRAIN_LABELS)?,
-        set(TEST_IMAGES, TEST_LABELS)?,
-    ))
+    let (images_name, images) = read(images)?;
+    let (labels_name, labels) = read(labels)?;
+    Mnist::from_idx(
+        NamedBytes {
+            name: &images_name,
+            bytes: &images,
+        },
+        NamedBytes {
+            name: &labels_name,
+            bytes: &labels,
+        },
+    )
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

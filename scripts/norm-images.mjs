@@ -4,8 +4,8 @@
 // so each pair differs only in the statistics the validated and kept weights carry: far less
 // noise than two independent seeds. The rule, fixed before any run: the preset takes the
 // setting if the mean gain in validation accuracy over the seeds exceeds twice its standard
-// error. Nothing here prints or keeps a test figure (the CLI computes them; nativeRun deletes
-// the run file once read, and only validation figures are taken from it).
+// error. Nothing here reads the test set: the runs train with `--no-test`, which loads only the
+// training file.
 //   node scripts/norm-images.mjs [--images 10000] [--out reports/norm-images.json]
 import { readFileSync, writeFileSync } from 'node:fs';
 import { nativeRun, scriptFlags } from '../tests/e2e/harness.mjs';
@@ -19,7 +19,7 @@ const pct = (x) => `${(100 * x).toFixed(2)}%`;
 const pairs = [];
 for (const final of report.runs) {
   const started = Date.now();
-  const { checkpoint } = nativeRun(['--preset', 'best7k', '--seed', String(final.seed), '--norm-images', String(images)]);
+  const { checkpoint } = nativeRun(['--preset', 'best7k', '--seed', String(final.seed), '--norm-images', String(images), '--no-test']);
   const kept = checkpoint.history[checkpoint.best_epoch - 1];
   const pair = {
     seed: final.seed,

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use mnist7k::config::TrainConfig;
-use mnist7k::data::{load_dir, Mnist};
+use mnist7k::data::{load_dir, Mnist, TEST_IMAGES, TRAIN_IMAGES, TRAIN_LABELS};
 use mnist7k::error::{ErrorKind, Recovery};
 use mnist7k::evaluation::evaluate;
 use mnist7k::history::{Checkpoint, EpochRecord};
@@ -681,6 +681,51 @@ fn the_best7k_preset_fits_the_budget_and_trains_with_its_own_recipe() {
     .recipe();
     println!("{expected}");
     assert!(text.contains(&expected), "{expected} missing from:\n{text}");
+}
+
+/// `train --no-test` reads only the training file and keeps no test figure; `evaluate` reads the
+/// test set for the weights it saved and prints what `train` prints when it reads it itself.
+#[test]
+fn cli_trains_without_the_test_set_and_evaluates_the_saved_weights_later() {
+    let dir = std::env::temp_dir().join("mnist7k-cli-no-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in [TRAIN_IMAGES, TRAIN_LABELS] {
+        let name = format!("{file}.gz");
+        std::fs::copy(Path::new("data").join(&name), dir.join(&name)).unwrap();
+    }
+    let (weights, json) = (dir.join("weights.json"), dir.join("run.json"));
+    let quick = ["--preset", "tiny", "--epochs", "1", "--limit", "3000", "--lr", "0.01"];
+    let (code, text, stderr) = cli(&[
+        &["train", "--data", dir.to_str().unwrap(), "--no-test"][..],
+        &quick,
+        &["--weights", weights.to_str().unwrap()],
+        &["--json", json.to_str().unwrap()],
+    ]
+    .concat());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(text.contains("test set not read (--no-test)"), "{text}");
+    assert!(!text.contains("test set ("), "{text}");
+    let run = Run::from_json(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(run.metrics.is_none());
+    let evaluate = |data: &str| {
+        cli(&[
+            "evaluate",
+            "--data",
+            data,
+            "--weights",
+            weights.to_str().unwrap(),
+        ])
+    };
+    let (code, _, stderr) = evaluate(dir.to_str().unwrap());
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains(TEST_IMAGES), "{stderr}");
+    let (code, evaluated, stderr) = evaluate("data");
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, trained, stderr) = cli(&[&["train", "--data", "data"][..], &quick].concat());
+    assert_eq!(code, Some(0), "{stderr}");
+    let reports = |text: &str| text[text.find("\ntraining file (").unwrap()..].to_string();
+    println!("{}", reports(&evaluated));
+    assert_eq!(reports(&evaluated), reports(&trained));
 }
 
 /// Batch-norm statistics from clean images change what is validated and kept, never how it
