@@ -380,6 +380,9 @@ impl Trainer {
     /// itself never reads the running statistics, so its steps are the same with or without.
     fn average_norm_statistics(&mut self) {
         let count = self.config.norm_images.min(self.train.len());
+        if count == 0 {
+            return;
+        }
         let indices: Vec<usize> = (0..count).collect();
         let (train, device, model) = (&self.train, &self.device, &mut self.model);
         let batches = indices
