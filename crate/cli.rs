@@ -24,7 +24,8 @@ const USAGE: &str = "usage:
                 [--patience N] [--seed N] [--loss cross_entropy|mse|mae]
                 [--optimizer adam|sgd] [--momentum X] [--schedule constant|step|one_cycle]
                 [--step-every N] [--step-factor X] [--shift PIXELS] [--rotation DEGREES]
-                [--norm-images N] [--json FILE] [--weights FILE] [--no-test]
+                [--norm-images N] [--average-decay X] [--json FILE] [--weights FILE]
+                [--no-test]
   mnist7k evaluate --data DIR --weights FILE
   mnist7k bench --data DIR [--preset NAME | --model FILE.json | --net TEXT]
                 [--backend cpu,wgpu] [--windows N] [--json FILE]
@@ -32,7 +33,9 @@ const USAGE: &str = "usage:
 
 `train --preset NAME` trains with the preset's recipe too (best7k: the search's); flags after
 it change single settings. `--norm-images N` replaces the batch-norm layers' running statistics
-after each epoch by their average over N training images without augmentation. `--no-test`
+after each epoch by their average over N training images without augmentation.
+`--average-decay X` validates and keeps a moving average of the weights (decay up to X, 0: off;
+the batch-norm statistics above are then the average's). `--no-test`
 reads only the training file (choices made on the validation split never see a test figure);
 `evaluate` reads the test set for weights saved with `--weights`, once, at the end.
 
@@ -159,6 +162,7 @@ fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
             "--shift" => "shift",
             "--rotation" => "rotation",
             "--norm-images" => "norm_images",
+            "--average-decay" => "average_decay",
             _ => return unknown_option(flag),
         };
         parsed

@@ -44,6 +44,11 @@ pub struct TrainConfig {
     /// average over this many training images, un-augmented (0: keep the running ones). Those
     /// come from the last few augmented batches, while validation, test and drawings are clean.
     pub norm_images: usize,
+    /// Weight averaging: validation, the kept weights and predictions use an exponential moving
+    /// average of the weights, `average ← d·average + (1 − d)·weights` after every step with
+    /// `d = min(average_decay, (1 + t) / (10 + t))` at step t (the short warm-up keeps the first
+    /// steps' random weights from lingering); 0 turns it off. Training itself is unchanged.
+    pub average_decay: f64,
 }
 
 impl Default for TrainConfig {
@@ -70,6 +75,7 @@ impl Default for TrainConfig {
             shift: 0.0,
             rotation: 0.0,
             norm_images: 0,
+            average_decay: 0.0,
         }
     }
 }
@@ -162,10 +168,23 @@ impl TrainConfig {
                 crate::network::thousands(n)
             ),
         };
+        let averaging = match self.average_decay {
+            0.0 => String::new(),
+            decay => format!(", weights averaged (decay up to {decay})"),
+        };
         format!(
-            "{epochs} at most (patience {}), batch {}, {optimizer} with {schedule}, {loss}, {augmentation}{statistics}",
+            "{epochs} at most (patience {}), batch {}, {optimizer} with {schedule}, {loss}, {augmentation}{statistics}{averaging}",
             self.patience, self.batch_size
         )
+    }
+
+    /// The weight average's decay at optimizer step `step` (counted from 1), or `None` without
+    /// averaging. There is nothing to decay at step 1: the average starts as its weights.
+    pub fn average_decay_at(&self, step: usize) -> Option<f32> {
+        (self.average_decay > 0.0).then(|| {
+            let t = step as f32;
+            (self.average_decay as f32).min((1.0 + t) / (10.0 + t))
+        })
     }
 
     pub fn augmentation(&self) -> Augmentation {
@@ -285,7 +304,7 @@ const fn open(b: Bound) -> Bound {
 /// JavaScript numbers hold integers exactly up to 2^53: a seed from the URL must survive.
 const LARGEST_SEED: f64 = 9_007_199_254_740_991.0;
 
-pub const BOUNDS: [Bound; 17] = [
+pub const BOUNDS: [Bound; 18] = [
     bound("epochs", "epochs", 1.0, 1000.0),
     bound("batch_size", "batch size", 1.0, 4096.0),
     open(real("learning_rate", "learning rate", 0.0, 1.0)),
@@ -311,6 +330,7 @@ pub const BOUNDS: [Bound; 17] = [
         0.0,
         60_000.0,
     ),
+    open_max(real("average_decay", "weight-averaging decay", 0.0, 1.0)),
 ];
 
 impl Bound {
@@ -373,6 +393,7 @@ impl TrainConfig {
             "shift" => self.shift = value,
             "rotation" => self.rotation = value,
             "norm_images" => self.norm_images = value as usize,
+            "average_decay" => self.average_decay = value,
             _ => unreachable!("every bound names a field"),
         }
         Ok(())
@@ -397,6 +418,7 @@ impl TrainConfig {
             "shift" => self.shift,
             "rotation" => self.rotation,
             "norm_images" => self.norm_images as f64,
+            "average_decay" => self.average_decay,
             _ => unreachable!("every bound names a field"),
         })
     }

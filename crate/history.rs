@@ -43,6 +43,10 @@ pub struct Checkpoint {
     /// checkpoint, and then the optimizer starts afresh.
     #[serde(default)]
     pub optimizer: Option<OptimizerState>,
+    /// With weight averaging, `weights` and `best_weights` are averages and these are the
+    /// weights the optimizer moved, after the last epoch, which a resumed run carries on from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained: Option<ModelWeights>,
 }
 
 impl Checkpoint {
@@ -55,6 +59,7 @@ impl Checkpoint {
             best_val_loss: record.val_loss,
             history: vec![record],
             optimizer: None,
+            trained: None,
         }
     }
 

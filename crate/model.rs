@@ -1,7 +1,7 @@
 //! The burn module of a [`Network`] description: its learnable layers in order, and a forward
 //! pass that walks the description.
 
-use burn::module::Param;
+use burn::module::{Param, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d,
@@ -99,6 +99,49 @@ impl Cnn {
             self.settle_running_statistics();
         }
         self.set_norm_momenta(|index| momenta[index]);
+    }
+
+    /// This model with each learned parameter replaced by `decay·average + (1 − decay)·itself`
+    /// (`average`: a model of the same network) and a copy of its batch-norm running
+    /// statistics. The result carries no autodiff history: it is read, never trained.
+    pub fn averaged_into(&self, average: &Cnn, decay: f32) -> Cnn {
+        fn blend<const D: usize>(
+            own: &Param<Tensor<D>>,
+            average: &Param<Tensor<D>>,
+            decay: f32,
+        ) -> Param<Tensor<D>> {
+            let value =
+                average.val().inner().mul_scalar(decay) + own.val().inner().mul_scalar(1.0 - decay);
+            Param::initialized(own.id, Tensor::from_inner(value))
+        }
+        let blend_bias = |own: &Option<Param<Tensor<1>>>, average: &Option<Param<Tensor<1>>>| {
+            own.as_ref()
+                .zip(average.as_ref())
+                .map(|(o, a)| blend(o, a, decay))
+        };
+        let mut result = self.clone();
+        for (own, average) in result.learned.iter_mut().zip(&average.learned) {
+            match (own, average) {
+                (Learned::Conv(c), Learned::Conv(a)) => {
+                    c.weight = blend(&c.weight, &a.weight, decay);
+                    c.bias = blend_bias(&c.bias, &a.bias);
+                }
+                (Learned::Dense(d), Learned::Dense(a)) => {
+                    d.weight = blend(&d.weight, &a.weight, decay);
+                    d.bias = blend_bias(&d.bias, &a.bias);
+                }
+                (Learned::Norm(n), Learned::Norm(a)) => {
+                    n.gamma = blend(&n.gamma, &a.gamma, decay);
+                    n.beta = blend(&n.beta, &a.beta, decay);
+                    // A clone shares its running statistics; the average's must be its own, so
+                    // that statistics computed for it leave the trained model's alone.
+                    n.running_mean = RunningState::new(n.running_mean.value());
+                    n.running_var = RunningState::new(n.running_var.value());
+                }
+                _ => unreachable!("an average of the same network"),
+            }
+        }
+        result
     }
 
     fn set_norm_momenta(&mut self, momentum: impl Fn(usize) -> f64) {
@@ -267,6 +310,42 @@ mod tests {
                 Learned::Dense(d) => d.weight.num_params() + d.bias.as_ref().unwrap().num_params(),
             })
             .sum()
+    }
+
+    /// The weight average against plain f32 arithmetic on the weights files' values: every
+    /// learned tensor blended, the running statistics copied, and statistics computed for the
+    /// average leaving the model's own alone (a clone shares them).
+    #[test]
+    fn a_weight_average_blends_every_learned_tensor_and_owns_its_statistics() {
+        use crate::weights::ModelWeights;
+        let device = Device::flex().autodiff();
+        let network = crate::network::preset("best7k").unwrap();
+        device.seed(1);
+        let average = Cnn::new(&network, &device).unwrap();
+        device.seed(2);
+        let mut model = Cnn::new(&network, &device).unwrap();
+        let pixels = (0..16 * PIXELS).map(|i| ((i * 7919) % 256) as f32 / 255.0);
+        let images =
+            Tensor::<2>::from_data(TensorData::new(pixels.collect(), [16, PIXELS]), &device);
+        // Running statistics of the model's own, away from their initial values.
+        model.average_norm_statistics([images.clone()]);
+        let read = |m: &Cnn| pollster::block_on(ModelWeights::read(m)).unwrap();
+        let (a, m) = (read(&average), read(&model));
+        let decay = 0.75f32;
+        let mut blended = model.averaged_into(&average, decay);
+        let b = read(&blended);
+        for ((bt, at), mt) in b.tensors.iter().zip(&a.tensors).zip(&m.tensors) {
+            let expected: Vec<f32> = match bt.name.contains("running") {
+                true => mt.values.clone(),
+                false => (at.values.iter().zip(&mt.values))
+                    .map(|(x, y)| decay * x + (1.0 - decay) * y)
+                    .collect(),
+            };
+            assert_eq!(bt.values, expected, "{}", bt.name);
+        }
+        blended.average_norm_statistics([images.narrow(0, 0, 4)]);
+        assert_ne!(read(&blended), b);
+        assert_eq!(read(&model), m);
     }
 
     /// Training passes whose batch-norm updates come from different threads (as steps do when

@@ -54,7 +54,11 @@ impl Run {
         }
         run.settings.validate()?;
         if let Some(checkpoint) = &run.checkpoint {
-            for weights in [&checkpoint.weights, &checkpoint.best_weights] {
+            let trained = checkpoint.trained.iter();
+            for weights in [&checkpoint.weights, &checkpoint.best_weights]
+                .into_iter()
+                .chain(trained)
+            {
                 weights.validate()?;
                 if weights.network != run.settings.network {
                     return Err(Error::Input(

@@ -70,6 +70,9 @@ pub struct Trainer {
     /// asynchronously, which burn's optimizer states cannot do).
     on_cpu: bool,
     model: Cnn,
+    /// The weight average the recipe's `average_decay` asks for, once a step has run: what is
+    /// validated, kept and predicted with, while `model` is what the optimizer moves.
+    average: Option<Cnn>,
     optimizer: Stepper,
     train: Mnist,
     validation: Mnist,
@@ -115,8 +118,20 @@ impl Trainer {
                     checkpoint.weights.network, config.network
                 )))
             }
-            Some(checkpoint) => checkpoint.weights.to_model(&device)?,
+            Some(checkpoint) => checkpoint
+                .trained
+                .as_ref()
+                .unwrap_or(&checkpoint.weights)
+                .to_model(&device)?,
             None => Cnn::new(&config.network, &device)?,
+        };
+        // A checkpoint of an averaging run keeps the average as its weights, the trained ones
+        // beside them.
+        let average = match &resume {
+            Some(checkpoint) if checkpoint.trained.is_some() => {
+                Some(checkpoint.weights.to_model(&device)?)
+            }
+            _ => None,
         };
         let optimizer = match resume.as_ref().and_then(|c| c.optimizer.as_ref()) {
             Some(state) => Stepper::restore(&config, state, &model, &device.clone().inner())?,
@@ -138,6 +153,7 @@ impl Trainer {
             backend: compute.label(),
             on_cpu: compute.backend == Backend::Cpu,
             model,
+            average,
             train,
             validation,
             loss_sum: None,
@@ -185,9 +201,10 @@ impl Trainer {
         self.checkpoint.as_ref().map_or(0, Checkpoint::epochs_done)
     }
 
-    /// The network being trained, without autodiff (for predictions mid-training).
+    /// The network being trained, or its weight average where the recipe asks for one, without
+    /// autodiff (for predictions mid-training and the weights when Stop is pressed).
     pub fn inference_model(&self) -> Cnn {
-        self.model.valid()
+        self.average.as_ref().unwrap_or(&self.model).valid()
     }
 
     /// Advances by one batch, or closes the epoch when its batches are done.
@@ -260,6 +277,14 @@ impl Trainer {
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self.optimizer.step(rate, self.model.clone(), grads);
         self.model.settle_running_statistics();
+        let step = self.epochs_done() * self.batches_per_epoch() + batch_index + 1;
+        if let Some(decay) = self.config.average_decay_at(step) {
+            self.average = Some(match &self.average {
+                Some(average) => self.model.averaged_into(average, decay),
+                // The first average is the weights themselves.
+                None => self.model.averaged_into(&self.model, 0.0),
+            });
+        }
         (batch_loss, batch_correct)
     }
 
@@ -340,7 +365,7 @@ impl Trainer {
         self.correct = None;
         let validation_start = now_seconds();
         self.average_norm_statistics();
-        let inference = self.model.valid();
+        let inference = self.inference_model();
         let inner = self.device.clone().inner();
         let on_validation = evaluate(
             &inference,
@@ -364,6 +389,10 @@ impl Trainer {
             backend: self.backend.clone(),
         };
         let weights = self.weights(&inference).await?;
+        let trained = match self.average {
+            Some(_) => Some(self.weights(&self.model.valid()).await?),
+            None => None,
+        };
         let optimizer = match self.on_cpu {
             true => Some(self.optimizer.save()?),
             false => None,
@@ -371,20 +400,23 @@ impl Trainer {
         self.record_epoch(record.clone(), weights);
         if let Some(checkpoint) = &mut self.checkpoint {
             checkpoint.optimizer = optimizer;
+            checkpoint.trained = trained;
         }
         Ok(record)
     }
 
-    /// The recipe's `norm_images`: batch-norm statistics averaged over the first images of the
-    /// training split as they are, without augmentation, in evaluation-sized chunks. Training
-    /// itself never reads the running statistics, so its steps are the same with or without.
+    /// The recipe's `norm_images`: batch-norm statistics of the validated model (the weight
+    /// average, if any) averaged over the first images of the training split as they are,
+    /// without augmentation, in evaluation-sized chunks. Training itself never reads the running
+    /// statistics, so its steps are the same with or without.
     fn average_norm_statistics(&mut self) {
         let count = self.config.norm_images.min(self.train.len());
         if count == 0 {
             return;
         }
         let indices: Vec<usize> = (0..count).collect();
-        let (train, device, model) = (&self.train, &self.device, &mut self.model);
+        let (train, device) = (&self.train, &self.device);
+        let model = self.average.as_mut().unwrap_or(&mut self.model);
         let batches = indices
             .chunks(CHUNK)
             .map(|chunk| images(train, chunk, device));

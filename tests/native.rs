@@ -694,7 +694,9 @@ fn cli_trains_without_the_test_set_and_evaluates_the_saved_weights_later() {
         std::fs::copy(Path::new("data").join(&name), dir.join(&name)).unwrap();
     }
     let (weights, json) = (dir.join("weights.json"), dir.join("run.json"));
-    let quick = ["--preset", "tiny", "--epochs", "1", "--limit", "3000", "--lr", "0.01"];
+    let quick = [
+        "--preset", "tiny", "--epochs", "1", "--limit", "3000", "--lr", "0.01",
+    ];
     let (code, text, stderr) = cli(&[
         &["train", "--data", dir.to_str().unwrap(), "--no-test"][..],
         &quick,
@@ -726,6 +728,73 @@ fn cli_trains_without_the_test_set_and_evaluates_the_saved_weights_later() {
     let reports = |text: &str| text[text.find("\ntraining file (").unwrap()..].to_string();
     println!("{}", reports(&evaluated));
     assert_eq!(reports(&evaluated), reports(&trained));
+}
+
+/// Weight averaging changes what is validated and kept, never how it trains: the same training
+/// losses to the bit, the trained weights (kept beside the average) those of the run without
+/// it; and a run resumed after its first epoch (through JSON) ends exactly where the
+/// uninterrupted one ends, average and trained weights alike.
+#[test]
+fn weight_averaging_leaves_training_alone_and_resumes_exactly() {
+    let session = session();
+    let config = |epochs, average_decay| TrainConfig {
+        epochs,
+        limit: Some(1_200),
+        average_decay,
+        norm_images: 500,
+        shift: 1.0,
+        rotation: 5.0,
+        network: preset("best7k").unwrap(),
+        ..TrainConfig::default()
+    };
+    let run = |config, resume| {
+        let _ = train(&session, config, resume);
+        session.checkpoint().unwrap()
+    };
+    let (plain, averaged) = (run(config(2, 0.0), None), run(config(2, 0.99), None));
+    let figures =
+        |c: &Checkpoint, f: fn(&EpochRecord) -> f64| c.history.iter().map(f).collect::<Vec<_>>();
+    println!(
+        "validation loss without averaging {:?}, with {:?}",
+        figures(&plain, |r| r.val_loss),
+        figures(&averaged, |r| r.val_loss)
+    );
+    assert_eq!(
+        figures(&averaged, |r| r.train_loss),
+        figures(&plain, |r| r.train_loss)
+    );
+    assert_ne!(
+        figures(&averaged, |r| r.val_loss),
+        figures(&plain, |r| r.val_loss)
+    );
+    assert!(plain.trained.is_none());
+    let trained = averaged.trained.as_ref().unwrap();
+    let learned = |t: &&mnist7k::weights::Tensor32| !t.name.contains("running");
+    for ((a, t), p) in averaged
+        .weights
+        .tensors
+        .iter()
+        .zip(&trained.tensors)
+        .zip(&plain.weights.tensors)
+        .filter(|((a, _), _)| learned(a))
+    {
+        assert_ne!(a.values, t.values, "{}", a.name);
+        assert_eq!(t.values, p.values, "{}", t.name);
+    }
+
+    let after_one = run(config(1, 0.99), None);
+    let stored: Checkpoint =
+        serde_json::from_str(&serde_json::to_string(&after_one).unwrap()).unwrap();
+    let resumed = run(config(2, 0.99), Some(stored));
+    let curve = |c: &Checkpoint| {
+        c.history[1..]
+            .iter()
+            .map(|r| (r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(curve(&resumed), curve(&averaged));
+    assert_eq!(resumed.weights, averaged.weights);
+    assert_eq!(resumed.trained, averaged.trained);
 }
 
 /// Batch-norm statistics from clean images change what is validated and kept, never how it

@@ -21,6 +21,7 @@ const FIELDS = {
   shift: ['shift', 'shift', parseFloat],
   rotation: ['rotation', 'rotation', parseFloat],
   norm_images: ['norm_images', 'norm_images', parseInt],
+  average: ['average', 'average_decay', parseFloat],
   budget: ['budget', 'budget', parseInt],
 };
 // Settings picked from Rust's list (`settingsChoices`); URL key = form field = config key.
