@@ -466,6 +466,7 @@ fn run_search(args: &[String]) -> Result<(), Error> {
     let report = pollster::block_on(search::run(
         &session,
         search::candidates(),
+        search::refinements(),
         &search::FINAL_SEEDS,
         previous,
         preset,

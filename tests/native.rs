@@ -569,12 +569,14 @@ fn cli_summary_prints_each_layer_and_the_total() {
     }
 }
 
-/// The search on two quick candidates: the winner is the better on validation, its final runs
-/// read the test set, a second pass reuses every run, and a final run repeats exactly when its
-/// settings are trained again (what `train --preset best7k --seed N` relies on).
+/// The search on two quick candidates and two refinements: the winner is the better on
+/// validation, its final runs read the test set; a refinement worse on validation is not
+/// adopted, one better for both seeds is, and its runs become the final runs, read on the test
+/// set; a second pass reuses every run, and a final run repeats exactly when its settings are
+/// trained again (what `train --preset best7k --seed N` relies on).
 #[test]
 fn the_search_picks_on_validation_reuses_finished_runs_and_repeats_exactly() {
-    use mnist7k::search::{self, Candidate};
+    use mnist7k::search::{self, Candidate, Refinement};
     let session = session();
     let quick = |learning_rate| TrainConfig {
         network: preset("tiny").unwrap(),
@@ -596,10 +598,25 @@ fn the_search_picks_on_validation_reuses_finished_runs_and_repeats_exactly() {
             config: quick(1e-2),
         },
     ];
+    // Real refinements leave training alone; these change it, so that one outcome is certain
+    // each way.
+    let refinements = vec![
+        Refinement {
+            name: "crawl",
+            why: "a learning rate too low",
+            apply: |config| config.learning_rate = 1e-5,
+        },
+        Refinement {
+            name: "four times as long",
+            why: "three more epochs",
+            apply: |config| config.epochs = 4,
+        },
+    ];
     let run = |previous, log: &mut Vec<String>| {
         exclusive(search::run(
             &session,
             candidates.clone(),
+            refinements.clone(),
             &[1, 2],
             previous,
             quick(1e-2),
@@ -613,11 +630,41 @@ fn the_search_picks_on_validation_reuses_finished_runs_and_repeats_exactly() {
     let accuracies: Vec<f64> = report.search.iter().map(|t| t.val_accuracy).collect();
     println!("validation accuracies {accuracies:?}");
     assert_eq!(report.chosen, "usual", "{accuracies:?}");
-    assert!(report.preset_is_winner);
+    let seeds = |runs: &[search::FinalRun]| runs.iter().map(|r| r.seed).collect::<Vec<_>>();
+    for (paired, adopted) in report.refinements.iter().zip([false, true]) {
+        let gains: Vec<f64> = paired.pairs.iter().map(|p| p.with - p.without).collect();
+        println!("{}: gains {gains:?}", paired.name);
+        let mean = (gains[0] + gains[1]) / 2.0;
+        let standard_error = (gains[0] - gains[1]).abs() / 2.0;
+        assert_eq!(paired.adopted, mean > 2.0 * standard_error);
+        assert_eq!(paired.adopted, adopted, "{}", paired.name);
+    }
+    let without: Vec<f64> = report
+        .unrefined_runs
+        .iter()
+        .map(|r| r.val_accuracy)
+        .collect();
+    let paired = |i: usize| &report.refinements[i].pairs;
     assert_eq!(
-        report.runs.iter().map(|r| r.seed).collect::<Vec<_>>(),
-        [1, 2]
+        paired(0).iter().map(|p| p.without).collect::<Vec<_>>(),
+        without
     );
+    assert_eq!(
+        paired(1).iter().map(|p| p.without).collect::<Vec<_>>(),
+        without
+    );
+    // The adopted refinement's runs are the final runs; the preset lacks it.
+    assert_eq!(seeds(&report.runs), [1, 2]);
+    assert!(report.runs.iter().all(|r| r.settings.epochs == 4));
+    assert_eq!(
+        report
+            .runs
+            .iter()
+            .map(|r| r.val_accuracy)
+            .collect::<Vec<_>>(),
+        paired(1).iter().map(|p| p.with).collect::<Vec<_>>()
+    );
+    assert!(!report.preset_is_winner);
     assert_ne!(report.runs[0].test_accuracy, report.runs[1].test_accuracy);
     let mean = (report.runs[0].test_accuracy + report.runs[1].test_accuracy) / 2.0;
     assert!((report.mean_test_accuracy - mean).abs() < 1e-12);
@@ -626,13 +673,19 @@ fn the_search_picks_on_validation_reuses_finished_runs_and_repeats_exactly() {
         markdown.contains("| usual | Adam's usual rate |"),
         "{markdown}"
     );
+    for heading in ["### crawl: not adopted", "### four times as long: adopted"] {
+        assert!(
+            markdown.contains(heading),
+            "{heading} missing from {markdown}"
+        );
+    }
 
     let mut second_log = Vec::new();
     let again = run(Some(report.clone()), &mut second_log);
     assert_eq!(again, report);
     assert!(
         first_log.iter().any(|l| l.contains("epoch 1/1"))
-            && !second_log.iter().any(|l| l.contains("epoch 1/1")),
+            && !second_log.iter().any(|l| l.contains("epoch 1/")),
         "{second_log:?}"
     );
 
