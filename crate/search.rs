@@ -192,7 +192,7 @@ pub struct Refinement {
 pub fn refinements() -> Vec<Refinement> {
     vec![Refinement {
         name: "weight averaging",
-        why: "validate and keep a moving average of the weights (decay up to 0.999, about the \
+        why: "Validate and keep a moving average of the weights (decay up to 0.999, about the \
               last tenth of the steps so far) with batch-norm statistics of its own from 10,000 \
               clean training images; batch-norm statistics alone gave no gain in pairs \
               (reports/norm-images.json)",
@@ -515,9 +515,9 @@ pub async fn run<F: Future<Output = Result<(), Error>>>(
         paired.name = refinement.name.into();
         paired.why = refinement.why.into();
         log(format!(
-            "  mean gain {:.4} (standard error {:.4}): {}",
-            paired.mean_gain,
-            paired.standard_error,
+            "  mean gain {:+.3} points (standard error {:.3}): {}",
+            100.0 * paired.mean_gain,
+            100.0 * paired.standard_error,
             if paired.adopted {
                 "adopted"
             } else {
@@ -542,6 +542,7 @@ pub async fn run<F: Future<Output = Result<(), Error>>>(
         seed: SEARCH_SEED,
         ..recipe
     };
+    save(&report).await?;
     Ok(report)
 }
 

@@ -612,18 +612,29 @@ fn the_search_picks_on_validation_reuses_finished_runs_and_repeats_exactly() {
             apply: |config| config.epochs = 4,
         },
     ];
+    // What `save` was last handed, which the CLI writes: the report as returned.
+    let saved = std::cell::RefCell::new(None);
     let run = |previous, log: &mut Vec<String>| {
-        exclusive(search::run(
+        let report = exclusive(search::run(
             &session,
             candidates.clone(),
             refinements.clone(),
             &[1, 2],
             previous,
-            quick(1e-2),
+            // The preset carries the refinement the rule adopts.
+            TrainConfig {
+                epochs: 4,
+                ..quick(1e-2)
+            },
             |line| log.push(line),
-            |_| ready(Ok(())),
+            |report| {
+                *saved.borrow_mut() = Some(report.clone());
+                ready(Ok(()))
+            },
         ))
-        .unwrap()
+        .unwrap();
+        assert_eq!(saved.borrow().as_ref(), Some(&report));
+        report
     };
     let mut first_log = Vec::new();
     let report = run(None, &mut first_log);
@@ -653,7 +664,7 @@ fn the_search_picks_on_validation_reuses_finished_runs_and_repeats_exactly() {
         paired(1).iter().map(|p| p.without).collect::<Vec<_>>(),
         without
     );
-    // The adopted refinement's runs are the final runs; the preset lacks it.
+    // The adopted refinement's runs are the final runs, which the preset trains.
     assert_eq!(seeds(&report.runs), [1, 2]);
     assert!(report.runs.iter().all(|r| r.settings.epochs == 4));
     assert_eq!(
@@ -664,7 +675,7 @@ fn the_search_picks_on_validation_reuses_finished_runs_and_repeats_exactly() {
             .collect::<Vec<_>>(),
         paired(1).iter().map(|p| p.with).collect::<Vec<_>>()
     );
-    assert!(!report.preset_is_winner);
+    assert!(report.preset_is_winner);
     assert_ne!(report.runs[0].test_accuracy, report.runs[1].test_accuracy);
     let mean = (report.runs[0].test_accuracy + report.runs[1].test_accuracy) / 2.0;
     assert!((report.mean_test_accuracy - mean).abs() < 1e-12);
