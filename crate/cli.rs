@@ -99,18 +99,25 @@ fn network_flag(flag: &str, value: &str) -> Option<Result<Network, String>> {
 }
 
 fn parse_train(args: &[String]) -> Result<TrainArgs, String> {
-    // The one flag without a value.
-    let (no_test, args): (Vec<String>, Vec<String>) =
-        args.iter().cloned().partition(|a| a == "--no-test");
+    // The one flag without a value, taken out where a flag stands (not as another's value).
+    let (mut rest, mut no_test, mut it) = (Vec::new(), false, args.iter());
+    while let Some(arg) = it.next() {
+        if arg == "--no-test" {
+            no_test = true;
+            continue;
+        }
+        rest.push(arg.clone());
+        rest.extend(it.next().cloned());
+    }
     let mut parsed = TrainArgs {
         data: PathBuf::from("data"),
         backend: "cpu".into(),
         config: TrainConfig::default(),
         json: None,
         weights: None,
-        read_test: no_test.is_empty(),
+        read_test: !no_test,
     };
-    let args = &args[..];
+    let args = &rest[..];
     for_each_flag(args, |flag, value| {
         if flag == "--preset" {
             // The preset's recipe first; the settings flags, wherever they stand, come after.

@@ -54,6 +54,11 @@ impl Run {
         }
         run.settings.validate()?;
         if let Some(checkpoint) = &run.checkpoint {
+            if checkpoint.trained.is_some() != (run.settings.average_decay > 0.0) {
+                return Err(Error::Input(
+                    "the run's checkpoint and settings disagree on weight averaging".into(),
+                ));
+            }
             let trained = checkpoint.trained.iter();
             for weights in [&checkpoint.weights, &checkpoint.best_weights]
                 .into_iter()
@@ -137,6 +142,16 @@ mod tests {
             error.contains("its format is \"mnist7k-weights-2\""),
             "{error}"
         );
+        let mut averaged = run.clone();
+        let checkpoint = averaged.checkpoint.as_mut().unwrap();
+        checkpoint.trained = Some(checkpoint.weights.clone());
+        let error = Run::from_json(&averaged.to_json()).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "the run's checkpoint and settings disagree on weight averaging"
+        );
+        averaged.settings.average_decay = 0.99;
+        assert_eq!(Run::from_json(&averaged.to_json()).unwrap(), averaged);
         let error = Run::from_json("{\"format\": 1}").unwrap_err().to_string();
         assert!(error.contains("not a run file"), "{error}");
         let bad_settings = Run {

@@ -192,8 +192,9 @@ pub struct Refinement {
 pub fn refinements() -> Vec<Refinement> {
     vec![Refinement {
         name: "weight averaging",
-        why: "Validate and keep a moving average of the weights (decay up to 0.999, about the \
-              last tenth of the steps so far) with batch-norm statistics of its own from 10,000 \
+        why: "Validate and keep a moving average of the weights (over about the last tenth of \
+              the steps so far, capped at a decay of 0.999, about the last 1,000 steps, which \
+              these 7,500 steps never reach) with batch-norm statistics of its own from 10,000 \
               clean training images; batch-norm statistics alone gave no gain in pairs \
               (reports/norm-images.json)",
         apply: |config| {
@@ -225,6 +226,10 @@ pub struct Paired {
     pub mean_gain: f64,
     pub standard_error: f64,
     pub adopted: bool,
+    /// An adopted refinement's runs, read on the test set: the final runs, unless a later
+    /// refinement is adopted on top (kept here so that a rerun finds them either way).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<FinalRun>,
 }
 
 impl Paired {
@@ -425,11 +430,22 @@ pub async fn run<F: Future<Output = Result<(), Error>>>(
     report.params = winner.params;
     report.epochs = winner.settings.epochs;
     log(format!("winner on validation: {:?}", winner.name));
+    let is_preset = |recipe: &TrainConfig| {
+        TrainConfig {
+            seed: SEARCH_SEED,
+            ..preset.clone()
+        } == TrainConfig {
+            seed: SEARCH_SEED,
+            ..recipe.clone()
+        }
+    };
+    report.preset_is_winner = is_preset(&winner.settings);
     let done_before = |settings: &TrainConfig| {
         previous
             .runs
             .iter()
             .chain(&previous.unrefined_runs)
+            .chain(previous.refinements.iter().flat_map(|p| &p.runs))
             .find(|r| r.settings == *settings)
             .cloned()
     };
@@ -461,17 +477,34 @@ pub async fn run<F: Future<Output = Result<(), Error>>>(
         let mut refined = recipe.clone();
         (refinement.apply)(&mut refined);
         log(format!("refinement {:?}", refinement.name));
+        if refined == recipe {
+            log("  the recipe has it already".into());
+            continue;
+        }
         let at = |seed| TrainConfig {
             seed,
             ..refined.clone()
         };
-        let done: Option<Vec<FinalRun>> =
-            seeds.iter().map(|&seed| done_before(&at(seed))).collect();
         let found = previous.refinements.iter().find(|p| p.settings == refined);
-        let (mut paired, adopted_runs) = match (found, done) {
-            (Some(paired), _) if !paired.adopted => (paired.clone(), None),
-            (Some(paired), Some(runs)) => (paired.clone(), Some(runs)),
-            _ => {
+        let (mut paired, adopted_runs) = match found {
+            Some(paired) if !paired.adopted => (paired.clone(), None),
+            // Its verdict stands; a final run missing from the file is trained again alone.
+            Some(paired) => {
+                let mut runs = Vec::new();
+                for &seed in seeds {
+                    runs.push(match done_before(&at(seed)) {
+                        Some(run) => run,
+                        None => {
+                            log(format!("  final run, seed {seed}"));
+                            let start = crate::clock::now_seconds();
+                            let checkpoint = train(session, at(seed), &mut log).await?;
+                            final_run(session, at(seed), &checkpoint, minutes_since(start)).await?
+                        }
+                    });
+                }
+                (paired.clone(), Some(runs))
+            }
+            None => {
                 let mut paired = Paired {
                     name: String::new(),
                     why: String::new(),
@@ -480,6 +513,7 @@ pub async fn run<F: Future<Output = Result<(), Error>>>(
                     mean_gain: 0.0,
                     standard_error: 0.0,
                     adopted: false,
+                    runs: Vec::new(),
                 };
                 // The kept weights of each run, for the test set if the rule adopts it.
                 let mut kept = Vec::new();
@@ -528,20 +562,15 @@ pub async fn run<F: Future<Output = Result<(), Error>>>(
             if report.unrefined_runs.is_empty() {
                 report.unrefined_runs = std::mem::take(&mut report.runs);
             }
+            paired.runs = runs.clone();
             report.runs = runs;
             recipe = refined;
+            report.preset_is_winner = is_preset(&recipe);
         }
         report.refinements.push(paired);
         report.summarise();
         save(&report).await?;
     }
-    report.preset_is_winner = TrainConfig {
-        seed: SEARCH_SEED,
-        ..preset
-    } == TrainConfig {
-        seed: SEARCH_SEED,
-        ..recipe
-    };
     save(&report).await?;
     Ok(report)
 }

@@ -126,8 +126,14 @@ impl Trainer {
             None => Cnn::new(&config.network, &device)?,
         };
         // A checkpoint of an averaging run keeps the average as its weights, the trained ones
-        // beside them.
+        // beside them; a checkpoint and settings that disagree would train on from the average,
+        // or keep an average that never moves.
         let average = match &resume {
+            Some(checkpoint) if checkpoint.trained.is_some() != (config.average_decay > 0.0) => {
+                return Err(Error::Config(
+                    "the run to resume and its settings disagree on weight averaging".into(),
+                ))
+            }
             Some(checkpoint) if checkpoint.trained.is_some() => {
                 Some(checkpoint.weights.to_model(&device)?)
             }
@@ -411,6 +417,7 @@ impl Trainer {
     /// statistics, so its steps are the same with or without.
     fn average_norm_statistics(&mut self) {
         let count = self.config.norm_images.min(self.train.len());
+        // Not even the pool to enter.
         if count == 0 {
             return;
         }

@@ -849,6 +849,11 @@ fn weight_averaging_leaves_training_alone_and_resumes_exactly() {
     let after_one = run(config(1, 0.99), None);
     let stored: Checkpoint =
         serde_json::from_str(&serde_json::to_string(&after_one).unwrap()).unwrap();
+    let refused = exclusive(session.train(config(2, 0.0), Some(stored.clone()), |_| ready(true)));
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        "invalid setting: the run to resume and its settings disagree on weight averaging"
+    );
     let resumed = run(config(2, 0.99), Some(stored));
     let curve = |c: &Checkpoint| {
         c.history[1..]

@@ -162,7 +162,11 @@ export function createControls(form) {
         field(name).value = String(FULL_TRAINING_SPLIT);
         continue;
       }
-      if (settings[key] === undefined || settings[key] === null) continue;
+      if (settings[key] === undefined || settings[key] === null) {
+        // A run kept before a setting existed trained with its default, not the form's value.
+        if (everything && settings[key] === undefined) field(name).value = defaultOf(field(name));
+        continue;
+      }
       field(name).value = String(settings[key]);
     }
     for (const key of CHOICES) {
