@@ -232,9 +232,12 @@ for (const engine of BROWSERS) {
       // 71 batches: enough for the batch-norm statistics to settle (after 47 the deeper preset's
       // still lean on their initial 0 and 1: 47% natively).
       await typeInto(page, 'limit', '9000');
-      // Its validated and tested weights with batch-norm statistics from 2,000 clean images.
+      // Its validated and tested weights: a moving average of the weights, with batch-norm
+      // statistics of its own from 2,000 clean images.
       await typeInto(page, 'norm_images', '2000');
+      await typeInto(page, 'average', '0.99');
       assert.match(page.url(), /norm_images=2000/);
+      assert.match(page.url(), /average=0\.99/);
       await click(page, 'train');
       await waitForState(page, 'training', MINUTE);
       await waitForState(page, 'done', 10 * MINUTE);
@@ -244,8 +247,9 @@ for (const engine of BROWSERS) {
       assert.ok(accuracy >= 85, report);
       // The same run natively ends on the same test report, to every figure the page shows:
       // batch norm (and its statistics' average), the 1x1 convolution, the pooling and the loss
-      // add in one order everywhere.
-      const native = nativeRun(['--preset', 'best7k', '--epochs', '1', '--limit', '9000', '--seed', '3', '--norm-images', '2000']).metrics;
+      // add in one order everywhere, and the average is plain f32 arithmetic.
+      const native = nativeRun(['--preset', 'best7k', '--epochs', '1', '--limit', '9000', '--seed', '3', '--norm-images', '2000',
+        '--average-decay', '0.99']).metrics;
       console.log(`natively: test accuracy ${(100 * native.test_report.accuracy).toFixed(2)}%, loss ${native.test_loss.toFixed(4)}`);
       assert.deepEqual(shownFigures(report), reportFigures(native.test_loss, native.test_report));
       assert.deepEqual(unexpected(errors), []);
