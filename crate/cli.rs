@@ -35,12 +35,13 @@ const USAGE: &str = "usage:
 it change single settings. `--norm-images N` replaces the batch-norm layers' running statistics
 after each epoch by their average over N training images without augmentation.
 `--average-decay X` validates and keeps a moving average of the weights (decay up to X, 0: off;
-the batch-norm statistics above are then the average's). `--no-test`
-reads only the training file (choices made on the validation split never see a test figure);
-`evaluate` reads the test set for weights saved with `--weights`, once, at the end.
+the batch-norm statistics above are then the average's). `--no-test` reads only the training
+file (choices made on the validation split never see a test figure); `evaluate` reads the test
+set for weights saved with `--weights`, once, at the end.
 
 `search` tries the candidates of crate/search.rs on the validation split, trains the winner with
-five seeds and writes OUT.json and OUT.md; runs already in OUT.json are reused.
+five seeds, judges its refinements in pairs on validation (only an adopted one's runs read the
+test set) and writes OUT.json and OUT.md; runs already in OUT.json are reused.
 
 A network is a preset (see `mnist7k presets`), a JSON file ({\"layers\": [...], \"output\":
 \"softmax\"}, as the page saves it in a weights file's \"network\") or its text form
