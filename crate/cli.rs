@@ -255,16 +255,14 @@ fn train(args: TrainArgs) -> Result<(), Error> {
     };
     let session = Session::new();
     let data = session.set_data(train_file, test);
-    match args.read_test {
-        true => println!(
-            "training images per class: {:?} (test {})",
-            data.class_counts, data.test
-        ),
-        false => println!(
-            "training images per class: {:?} (test set not read: --no-test)",
-            data.class_counts
-        ),
-    }
+    let test = match args.read_test {
+        true => format!("test {}", data.test),
+        false => "test set not read: --no-test".into(),
+    };
+    println!(
+        "training images per class: {:?} ({test})",
+        data.class_counts
+    );
     let (table, _) = args.config.network.summary(args.config.budget);
     print!("{}", table.to_table());
     let backend = pollster::block_on(session.use_backend(&args.backend))?;

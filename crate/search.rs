@@ -330,6 +330,18 @@ fn kept_accuracy(checkpoint: &Checkpoint) -> f64 {
     checkpoint.history[checkpoint.best_epoch - 1].val_accuracy
 }
 
+/// Trains a final run and reads the test set once, at its end.
+async fn train_final_run(
+    session: &Session,
+    settings: TrainConfig,
+    log: &mut impl FnMut(String),
+) -> Result<FinalRun, Error> {
+    log(format!("final run, seed {}", settings.seed));
+    let start = crate::clock::now_seconds();
+    let checkpoint = train(session, settings.clone(), log).await?;
+    final_run(session, settings, &checkpoint, minutes_since(start)).await
+}
+
 /// A final run from its checkpoint, reading the test set (once) for the session's weights in
 /// use: its kept ones.
 async fn final_run(
@@ -456,13 +468,7 @@ pub async fn run<F: Future<Output = Result<(), Error>>>(
         };
         let run = match done_before(&settings) {
             Some(done) => done,
-            None => {
-                log(format!("final run, seed {seed}"));
-                let start = crate::clock::now_seconds();
-                let checkpoint = train(session, settings.clone(), &mut log).await?;
-                // The test set, read once, at the end of the run.
-                final_run(session, settings, &checkpoint, minutes_since(start)).await?
-            }
+            None => train_final_run(session, settings, &mut log).await?,
         };
         log(format!(
             "  seed {seed}: test accuracy {:.4}",
@@ -494,12 +500,7 @@ pub async fn run<F: Future<Output = Result<(), Error>>>(
                 for &seed in seeds {
                     runs.push(match done_before(&at(seed)) {
                         Some(run) => run,
-                        None => {
-                            log(format!("  final run, seed {seed}"));
-                            let start = crate::clock::now_seconds();
-                            let checkpoint = train(session, at(seed), &mut log).await?;
-                            final_run(session, at(seed), &checkpoint, minutes_since(start)).await?
-                        }
+                        None => train_final_run(session, at(seed), &mut log).await?,
                     });
                 }
                 (paired.clone(), Some(runs))
@@ -643,6 +644,43 @@ impl SearchReport {
             )),
             thousands(test_images as usize),
         ))
+    }
+
+    /// Each refinement's pairs and verdict.
+    fn refinements_markdown(&self, md: &mut String) {
+        md.push_str(
+            "## Refinements, judged in pairs\n\n\
+             Each changes what is validated and kept, not how the weights move, so each final \
+             seed trained with it is compared with the same seed's run without it, on the \
+             validation split only: far less noise than two seeds. The rule, fixed before the \
+             runs: the recipe takes it if the mean gain in validation accuracy exceeds twice its \
+             standard error; only then do its runs read the test set, and they become the final \
+             runs.\n\n",
+        );
+        for p in &self.refinements {
+            let verdict = if p.adopted { "adopted" } else { "not adopted" };
+            md.push_str(&format!("### {}: {verdict}\n\n{}.\n\n", p.name, p.why));
+            md.push_str(
+                "| seed | val accuracy without | with | kept epoch | gain (points) | minutes |\n",
+            );
+            md.push_str("|---:|---:|---:|---:|---:|---:|\n");
+            for pair in &p.pairs {
+                md.push_str(&format!(
+                    "| {} | {:.2}% | {:.2}% | {} | {:+.3} | {:.1} |\n",
+                    pair.seed,
+                    100.0 * pair.without,
+                    100.0 * pair.with,
+                    pair.best_epoch,
+                    100.0 * (pair.with - pair.without),
+                    pair.minutes
+                ));
+            }
+            md.push_str(&format!(
+                "\nMean gain {:+.3} points (standard error {:.3}): {verdict}.\n\n",
+                100.0 * p.mean_gain,
+                100.0 * p.standard_error
+            ));
+        }
     }
 
     /// The report as Markdown: what was tried, the winner's table, the final runs.
@@ -814,44 +852,6 @@ impl SearchReport {
             }
         }
         md
-    }
-}
-
-impl SearchReport {
-    fn refinements_markdown(&self, md: &mut String) {
-        md.push_str(
-            "## Refinements, judged in pairs\n\n\
-             Each changes what is validated and kept, not how the weights move, so each final \
-             seed trained with it is compared with the same seed's run without it, on the \
-             validation split only: far less noise than two seeds. The rule, fixed before the \
-             runs: the recipe takes it if the mean gain in validation accuracy exceeds twice its \
-             standard error; only then do its runs read the test set, and they become the final \
-             runs.\n\n",
-        );
-        for p in &self.refinements {
-            let verdict = if p.adopted { "adopted" } else { "not adopted" };
-            md.push_str(&format!("### {}: {verdict}\n\n{}.\n\n", p.name, p.why));
-            md.push_str(
-                "| seed | val accuracy without | with | kept epoch | gain (points) | minutes |\n",
-            );
-            md.push_str("|---:|---:|---:|---:|---:|---:|\n");
-            for pair in &p.pairs {
-                md.push_str(&format!(
-                    "| {} | {:.2}% | {:.2}% | {} | {:+.3} | {:.1} |\n",
-                    pair.seed,
-                    100.0 * pair.without,
-                    100.0 * pair.with,
-                    pair.best_epoch,
-                    100.0 * (pair.with - pair.without),
-                    pair.minutes
-                ));
-            }
-            md.push_str(&format!(
-                "\nMean gain {:+.3} points (standard error {:.3}): {verdict}.\n\n",
-                100.0 * p.mean_gain,
-                100.0 * p.standard_error
-            ));
-        }
     }
 }
 

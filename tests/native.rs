@@ -747,6 +747,11 @@ fn the_best7k_preset_fits_the_budget_and_trains_with_its_own_recipe() {
     assert!(text.contains(&expected), "{expected} missing from:\n{text}");
 }
 
+/// One figure of every epoch a checkpoint recorded.
+fn figures(c: &Checkpoint, f: fn(&EpochRecord) -> f64) -> Vec<f64> {
+    c.history.iter().map(f).collect()
+}
+
 /// `train --no-test` reads only the training file and keeps no test figure; `evaluate` reads the
 /// test set for the weights it saved and prints what `train` prints when it reads it itself.
 #[test]
@@ -816,8 +821,6 @@ fn weight_averaging_leaves_training_alone_and_resumes_exactly() {
         session.checkpoint().unwrap()
     };
     let (plain, averaged) = (run(config(2, 0.0), None), run(config(2, 0.99), None));
-    let figures =
-        |c: &Checkpoint, f: fn(&EpochRecord) -> f64| c.history.iter().map(f).collect::<Vec<_>>();
     println!(
         "validation loss without averaging {:?}, with {:?}",
         figures(&plain, |r| r.val_loss),
@@ -883,8 +886,6 @@ fn batch_norm_statistics_from_clean_images_leave_training_alone() {
         session.checkpoint().unwrap()
     };
     let (running, clean) = (run(0), run(500));
-    let figures =
-        |c: &Checkpoint, f: fn(&EpochRecord) -> f64| c.history.iter().map(f).collect::<Vec<_>>();
     let val_loss = |c: &Checkpoint| figures(c, |r| r.val_loss);
     println!(
         "validation loss, running statistics {:?}, from 500 clean images {:?}",
